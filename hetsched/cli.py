@@ -1,0 +1,246 @@
+"""`hetsched <verb>`: argparse verbs that call the library and print. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import HetschedError
+
+
+class Progress:
+    """Progress of long work on stderr: one rewritten line on a terminal, a few lines elsewhere."""
+
+    def __init__(self, stream=sys.stderr, quiet=False):
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self.last: dict[str, int] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        pct = int(100 * done / max(total, 1))
+        if self.tty:
+            end = "\n" if done >= total else ""
+            self.stream.write(f"\r{what}: {done}/{total} ({pct}%)\033[K{end}")
+        elif done >= total or pct // 25 > self.last.get(what, -1):
+            self.stream.write(f"{what}: {done}/{total} ({pct}%)\n")
+            self.last[what] = pct // 25
+        self.stream.flush()
+
+
+def _input_shapes(items) -> dict[str, list[int]]:
+    shapes = {}
+    for item in items or []:
+        name, sep, dims = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise HetschedError(f"--input-shape '{item}' is not NAME=D0,D1,... (e.g. x=1,3,640,640)") from None
+    return shapes
+
+
+def _save_model(model, path) -> None:
+    from .atomic import write_bytes
+    write_bytes(path, model.SerializeToString())
+
+
+def cmd_zoo(args) -> int:
+    if args.name == "ppocr-det":
+        from . import graph
+        from .models.pretrained import PPOCR_INPUT, ppocr_det_path
+        if args.size % 32:
+            raise HetschedError(f"input size {args.size} is not a multiple of 32")
+        g = graph.load(ppocr_det_path(), {PPOCR_INPUT: [1, 3, args.size, args.size]})
+        model = g.model
+    else:
+        from .models.zoo import build_zoo
+        model = build_zoo(args.name, args.size, args.activation, args.seed)
+    _save_model(model, args.output)
+    print(f"wrote {args.output}: {args.name} at {args.size}, outputs "
+          + ", ".join(f"{o.name}{[d.dim_value for d in o.type.tensor_type.shape.dim]}"
+                      for o in model.graph.output))
+    return 0
+
+
+def cmd_import_darknet(args) -> int:
+    from .models.darknet import import_darknet
+    model = import_darknet(args.cfg, args.weights, size=args.size, seed=args.seed,
+                           activation=None if args.activation == "leaky" else args.activation)
+    _save_model(model, args.output)
+    print(f"wrote {args.output}: {len(model.graph.node)} nodes, outputs "
+          + ", ".join(o.name for o in model.graph.output))
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from . import graph, profile
+    from .profiler.cpu import profile_cpu
+    from .profiler.pes import parse_pes
+    from .summary import format_summary
+    pes = parse_pes(args.pe)
+    g = graph.load(args.model, _input_shapes(args.input_shape))
+    prog = Progress(quiet=args.quiet)
+    t0 = time.perf_counter()
+    prof = profile_cpu(g, pes, runs=args.runs, warmup=args.warmup, progress=prog)
+    profile.save(prof, args.output)
+    if not args.quiet:
+        print(format_summary(prof))
+        print(f"\nwrote {args.output} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from . import profile
+    from .summary import format_summary, plot_layer_costs, summary_dict
+    prof = profile.load(args.profile)
+    if args.json:
+        print(json.dumps(summary_dict(prof, args.top), indent=1))
+    else:
+        print(format_summary(prof, args.top))
+    if args.plot:
+        plot_layer_costs(prof, args.plot)
+        if not args.json:
+            print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from .devices import discover, format_table
+    info = discover()
+    print(json.dumps(info, indent=1) if args.json else format_table(info))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job until the runtime exists: build a zoo detector, profile it on this machine's
+    CPU PEs (cached by model hash and PE list), and print the profile summary."""
+    from . import graph, profile
+    from .models.zoo import build_zoo
+    from .profiler.cpu import profile_cpu
+    from .profiler.pes import parse_pes, usable_cores
+    from .summary import format_summary, plot_layer_costs
+    work = Path(args.workdir)
+    pe_spec = args.pe or ",".join(f"cpu{c}" for c in sorted(usable_cores()))
+    pes = parse_pes(pe_spec)
+    model_path = work / f"{args.model}-{args.size}.onnx"
+    print(f"[1/3] building zoo model {args.model} at {args.size} -> {model_path}")
+    _save_model(build_zoo(args.model, args.size), model_path)
+    g = graph.load(model_path)
+    prof_path = work / f"{args.model}-{args.size}.{pe_spec.replace(',', '_')}.profile.json"
+    prof = None
+    if prof_path.exists() and not args.refresh:
+        try:
+            prof = profile.load(prof_path)
+            profile.check_model(prof, g, str(prof_path))
+            print(f"[2/3] using cached profile {prof_path} (--refresh to measure again)")
+        except HetschedError as e:
+            print(f"[2/3] cached profile unusable ({e}); measuring again")
+            prof = None
+    if prof is None:
+        print(f"[2/3] profiling {len(g)} layers on {pe_spec} ({args.runs} runs each)")
+        prof = profile_cpu(g, pes, runs=args.runs, warmup=args.warmup, progress=Progress())
+        profile.save(prof, prof_path)
+    print("[3/3] profile summary\n")
+    print(format_summary(prof))
+    plot = work / f"{args.model}-{args.size}.layers.png"
+    try:
+        plot_layer_costs(prof, plot)
+        print(f"\nper-layer cost chart: {plot}")
+    except HetschedError as e:
+        print(f"\n(no chart: {e})")
+    print(f"profile: {prof_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models.zoo import ACTIVATIONS, ZOO
+    p = argparse.ArgumentParser(
+        prog="hetsched",
+        description="Profile an ONNX detection network on every processing element, partition it "
+                    "into pipeline stages, and stream frames through them.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show warnings and debug output")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    s = sub.add_parser("zoo", help="build a zoo detector as ONNX")
+    s.add_argument("name", choices=[*ZOO, "ppocr-det"],
+                   help="network (ppocr-det: the pretrained PP-OCRv6 text detector from rapidocr)")
+    s.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    s.add_argument("--size", type=int, default=416, help="input size, a multiple of 32 (default 416)")
+    s.add_argument("--activation", choices=ACTIVATIONS, default="leaky",
+                   help="leaky as published, or relu (JEDI's DLA-friendly variant)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    s.set_defaults(fn=cmd_zoo)
+
+    s = sub.add_parser("import-darknet", help="convert a darknet .cfg (+ .weights) to ONNX")
+    s.add_argument("cfg")
+    s.add_argument("--weights", help="darknet .weights file (default: seeded random weights)")
+    s.add_argument("--size", type=int, help="input size (default: the cfg's width/height)")
+    s.add_argument("--activation", choices=ACTIVATIONS, default="leaky",
+                   help="relu replaces every leaky activation")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(fn=cmd_import_darknet)
+
+    s = sub.add_parser("profile", help="measure every layer's cost on CPU PEs")
+    s.add_argument("model", help="ONNX file")
+    s.add_argument("--pe", required=True, help="PEs, e.g. cpu0,cpu1 (cpuA-B groups cores)")
+    s.add_argument("--runs", type=int, default=10, help="measured runs per PE (median)")
+    s.add_argument("--warmup", type=int, default=3, help="warm-up runs per PE")
+    s.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                   help="concrete shape for a dynamic input (repeatable)")
+    s.add_argument("-o", "--output", required=True, help="profile JSON to write")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=cmd_profile)
+
+    s = sub.add_parser("summary", help="summarise a profile (and plot per-layer costs)")
+    s.add_argument("profile")
+    s.add_argument("--top", type=int, default=5, help="how many of the costliest layers to list")
+    s.add_argument("--plot", metavar="FILE.png", help="draw per-layer cost bars")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_summary)
+
+    s = sub.add_parser("devices", help="list this machine's processing elements")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_devices)
+
+    s = sub.add_parser("demo", help="the main job end to end on the embedded default")
+    s.add_argument("--model", choices=list(ZOO), default="tiny-yolov3")
+    s.add_argument("--size", type=int, default=416)
+    s.add_argument("--pe", help="PEs (default: one per usable core)")
+    s.add_argument("--runs", type=int, default=10)
+    s.add_argument("--warmup", type=int, default=3)
+    s.add_argument("--workdir", default=os.path.join("out", "demo"))
+    s.add_argument("--refresh", action="store_true", help="measure even if a cached profile exists")
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="hetsched: %(levelname)s: %(message)s")
+    try:
+        return args.fn(args)
+    except HetschedError as e:
+        print(f"hetsched: error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"hetsched: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hetsched: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Darknet layer sections to an ONNX model: the one emitter behind the zoo and the importer.
+
+A network is a list of `Section`s in darknet's own vocabulary ([net], [convolutional], [route],
+...). The zoo writes its networks as sections in Python; the importer parses them from a .cfg. Both
+go through `build`, so a zoo network and the matching cfg must yield the same layers.
+
+Batch normalisation is folded into the convolution (as darknet's own inference does), so a
+darknet convolutional layer becomes one Conv node and, unless linear, one activation node.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..errors import DarknetError
+
+OPSET = 13
+IR_VERSION = 8
+BN_EPS = 1e-6  # darknet divides by sqrt(var) + .000001
+
+
+@dataclass
+class Section:
+    kind: str
+    params: dict[str, str] = field(default_factory=dict)
+    line: int = 0            # line of the section header in its cfg (0 for zoo sections)
+    source: str = "zoo"
+
+    def where(self) -> str:
+        return f"{self.source}:{self.line} [{self.kind}]" if self.line else f"{self.source} [{self.kind}]"
+
+    def get(self, key, default=None, cast=int):
+        if key not in self.params:
+            return default
+        raw = self.params[key]
+        try:
+            return cast(raw)
+        except ValueError:
+            raise DarknetError(f"{self.where()}: {key}={raw!r} is not a valid value") from None
+
+    def ints(self, key, default=None):
+        if key not in self.params:
+            return default
+        return self.get(key, cast=lambda s: [int(v) for v in s.split(",") if v.strip()])
+
+    def floats(self, key, default=None):
+        if key not in self.params:
+            return default
+        return self.get(key, cast=lambda s: [float(v) for v in s.split(",") if v.strip()])
+
+
+class RandomWeights:
+    """Seeded weights: the scheduling figures do not depend on values, only shapes.
+
+    Plain He scaling lets yolov3's 23 residual adds grow activations past 1e5, which would make
+    any split-versus-whole tolerance meaningless; so, as batch norm does in a trained network,
+    each convolution is scaled by the input's estimated second moment to give O(1) outputs."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def conv(self, sec: Section, filters: int, cin: int, size: int, bn: bool, moment: float = 1.0):
+        fan_in = cin * size * size
+        w = self.rng.standard_normal((filters, cin, size, size), dtype=np.float32)
+        w *= np.float32(1.0 / np.sqrt(fan_in * moment))
+        b = (0.01 * self.rng.standard_normal(filters)).astype(np.float32)
+        return w, b
+
+
+class DarknetWeights:
+    """Reads a darknet .weights file in layer order, folding batch norm as darknet does."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        with open(path, "rb") as f:
+            header = np.frombuffer(f.read(12), dtype=np.int32)
+            if header.size < 3:
+                raise DarknetError(f"{path}: too short for a darknet weights header")
+            major, minor = int(header[0]), int(header[1])
+            seen_bytes = 8 if major * 10 + minor >= 2 else 4
+            f.read(seen_bytes)
+            self.data = np.frombuffer(f.read(), dtype=np.float32)
+        self.pos = 0
+
+    def _take(self, n: int, sec: Section) -> np.ndarray:
+        if self.pos + n > self.data.size:
+            raise DarknetError(f"{self.path}: weights end before {sec.where()} "
+                               f"(need {n} floats at offset {self.pos}, file has {self.data.size})")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def conv(self, sec: Section, filters: int, cin: int, size: int, bn: bool, moment: float = 1.0):
+        bias = self._take(filters, sec).copy()
+        if bn:
+            scale = self._take(filters, sec)
+            mean = self._take(filters, sec)
+            var = self._take(filters, sec)
+        w = self._take(filters * cin * size * size, sec).reshape(filters, cin, size, size).copy()
+        if bn:
+            k = scale / (np.sqrt(var) + BN_EPS)
+            w *= k[:, None, None, None]
+            bias = bias - mean * k
+        return w.astype(np.float32), bias.astype(np.float32)
+
+    def finish(self) -> None:
+        left = self.data.size - self.pos
+        if left:
+            raise DarknetError(f"{self.path}: {left} floats left over after the last layer; "
+                               f"the weights do not belong to this cfg")
+
+
+@dataclass
+class _Out:
+    tensor: str
+    c: int
+    h: int
+    w: int
+    moment: float = 1.0  # estimated mean square of the values, for RandomWeights' scaling
+
+
+# Mean square after an activation, for unit-variance zero-mean input (rounded; only a scale).
+_ACT_MOMENT = {"linear": 1.0, "leaky": 0.5, "relu": 0.5, "logistic": 0.3, "mish": 0.45, "swish": 0.4}
+
+
+class _Emitter:
+    def __init__(self, name: str):
+        self.name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def node(self, op: str, inputs, output: str, name: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, list(inputs), [output], name=name, **attrs))
+        return output
+
+    def rename(self, old: str, new: str) -> None:
+        for n in self.nodes:
+            for seq in (n.input, n.output):
+                for i, t in enumerate(seq):
+                    if t == old:
+                        seq[i] = new
+
+
+def _activation(em: _Emitter, sec: Section, x: str, kind: str, tag: str) -> str:
+    if kind == "linear":
+        return x
+    if kind == "leaky":
+        return em.node("LeakyRelu", [x], f"{tag}.leaky", f"{tag}.leaky", alpha=0.1)
+    if kind == "relu":
+        return em.node("Relu", [x], f"{tag}.relu", f"{tag}.relu")
+    if kind == "logistic":
+        return em.node("Sigmoid", [x], f"{tag}.logistic", f"{tag}.logistic")
+    if kind == "mish":  # x * tanh(softplus(x)); opset 13 has no Mish op
+        sp = em.node("Softplus", [x], f"{tag}.softplus", f"{tag}.softplus")
+        th = em.node("Tanh", [sp], f"{tag}.tanh", f"{tag}.tanh")
+        return em.node("Mul", [x, th], f"{tag}.mish", f"{tag}.mish")
+    if kind == "swish":
+        sg = em.node("Sigmoid", [x], f"{tag}.sigmoid", f"{tag}.sigmoid")
+        return em.node("Mul", [x, sg], f"{tag}.swish", f"{tag}.swish")
+    raise DarknetError(f"{sec.where()}: activation '{kind}' is not supported "
+                       f"(leaky, relu, mish, logistic, linear, swish are)")
+
+
+def _ref(sec: Section, idx: int, raw: int) -> int:
+    j = idx + raw if raw < 0 else raw
+    if not 0 <= j < idx:
+        raise DarknetError(f"{sec.where()}: layer reference {raw} points outside 0..{idx - 1}")
+    return j
+
+
+def build(sections: list[Section], *, name: str, size: int | None = None, weights=None,
+          seed: int = 0, activation: str | None = None) -> onnx.ModelProto:
+    """ONNX model of a darknet network; `activation` replaces every leaky activation."""
+    if not sections or sections[0].kind not in ("net", "network"):
+        where = sections[0].where() if sections else name
+        raise DarknetError(f"{where}: a darknet network starts with a [net] section")
+    net = sections[0]
+    h = size or net.get("height", 416)
+    w = size or net.get("width", 416)
+    c = net.get("channels", 3)
+    weights = weights or RandomWeights(seed)
+    em = _Emitter(name)
+    outs: list[_Out] = []
+    heads: list[dict] = []
+    prev = _Out("images", c, h, w)
+    for idx, sec in enumerate(sections[1:]):
+        tag = f"L{idx}"
+        k = sec.kind
+        if k == "convolutional":
+            out = _conv(em, sec, prev, tag, weights, activation)
+        elif k == "maxpool":
+            size_ = sec.get("size", 1)
+            stride = sec.get("stride", size_)
+            pad = sec.get("padding", size_ - 1)
+            oh, ow = (prev.h + pad - size_) // stride + 1, (prev.w + pad - size_) // stride + 1
+            t = em.node("MaxPool", [prev.tensor], f"{tag}.maxpool", f"{tag}.maxpool",
+                        kernel_shape=[size_, size_], strides=[stride, stride],
+                        pads=[pad // 2, pad // 2, pad - pad // 2, pad - pad // 2])
+            out = _Out(t, prev.c, oh, ow, prev.moment)
+        elif k == "avgpool":
+            t = em.node("GlobalAveragePool", [prev.tensor], f"{tag}.avgpool", f"{tag}.avgpool")
+            out = _Out(t, prev.c, 1, 1, prev.moment)
+        elif k == "route":
+            out = _route(em, sec, idx, outs, tag)
+        elif k == "shortcut":
+            if "from" not in sec.params:
+                raise DarknetError(f"{sec.where()}: shortcut needs from=")
+            other = outs[_ref(sec, idx, sec.get("from"))]
+            if (other.c, other.h, other.w) != (prev.c, prev.h, prev.w):
+                raise DarknetError(f"{sec.where()}: shortcut adds {other.c}x{other.h}x{other.w} "
+                                   f"to {prev.c}x{prev.h}x{prev.w}; shapes must match")
+            t = em.node("Add", [prev.tensor, other.tensor], f"{tag}.shortcut", f"{tag}.shortcut")
+            act = sec.get("activation", "linear", str)
+            t = _activation(em, sec, t, act, tag)
+            m = (prev.moment + other.moment) * _ACT_MOMENT.get(act, 1.0)
+            out = _Out(t, prev.c, prev.h, prev.w, m)
+        elif k == "upsample":
+            stride = sec.get("stride", 2)
+            if sec.get("scale", 1.0, float) != 1.0:
+                raise DarknetError(f"{sec.where()}: upsample with scale != 1 is not supported")
+            scales = em.const(f"{tag}.scales", np.array([1, 1, stride, stride], np.float32))
+            t = em.node("Resize", [prev.tensor, "", scales], f"{tag}.upsample", f"{tag}.upsample",
+                        mode="nearest", coordinate_transformation_mode="asymmetric",
+                        nearest_mode="floor")
+            out = _Out(t, prev.c, prev.h * stride, prev.w * stride, prev.moment)
+        elif k == "reorg":
+            out = _reorg(em, sec, prev, tag)
+        elif k in ("yolo", "region"):
+            out = _head(em, sec, prev, heads, h, w)
+            for o in outs:  # the head renamed its input tensor to a readable output name
+                if o.tensor == prev.tensor:
+                    o.tensor = out.tensor
+        else:
+            raise DarknetError(f"{sec.where()}: section [{k}] is not supported")
+        outs.append(out)
+        prev = out
+    if not heads:
+        heads_outputs = [prev]
+    else:
+        by_name = {o.tensor: o for o in outs}
+        heads_outputs = [by_name[hd["output"]] for hd in heads]
+    graph = helper.make_graph(
+        em.nodes, name,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, c, h, w])],
+        [helper.make_tensor_value_info(o.tensor, TensorProto.FLOAT, [1, o.c, o.h, o.w])
+         for o in heads_outputs],
+        initializer=em.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="hetsched")
+    model.ir_version = IR_VERSION
+    if hasattr(weights, "finish"):
+        weights.finish()
+    meta = {"hetsched.network": name, "hetsched.input_size": json.dumps([h, w]),
+            "hetsched.heads": json.dumps(heads)}
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    return model
+
+
+def _conv(em, sec, prev, tag, weights, activation) -> _Out:
+    filters = sec.get("filters", 1)
+    size = sec.get("size", 1)
+    stride = sec.get("stride", 1)
+    groups = sec.get("groups", 1)
+    if sec.get("dilation", 1) != 1 or {sec.get("stride_x", stride), sec.get("stride_y", stride)} != {stride}:
+        raise DarknetError(f"{sec.where()}: dilated or non-square-stride convolutions are not supported")
+    if sec.get("xnor", 0) or sec.get("binary", 0):
+        raise DarknetError(f"{sec.where()}: binary/xnor convolutions are not supported")
+    pad = size // 2 if sec.get("pad", 0) else sec.get("padding", 0)
+    bn = bool(sec.get("batch_normalize", 0))
+    if prev.c % groups or filters % groups:
+        raise DarknetError(f"{sec.where()}: groups={groups} does not divide {prev.c} input "
+                           f"channels and {filters} filters")
+    wt, b = weights.conv(sec, filters, prev.c // groups, size, bn, prev.moment)
+    wn = em.const(f"{tag}.weight", wt)
+    bname = em.const(f"{tag}.bias", b)
+    t = em.node("Conv", [prev.tensor, wn, bname], f"{tag}.conv", f"{tag}.conv",
+                kernel_shape=[size, size], strides=[stride, stride], pads=[pad] * 4, group=groups)
+    act = sec.get("activation", "logistic", str)  # darknet's own default
+    if activation and act == "leaky":
+        act = activation
+    t = _activation(em, sec, t, act, tag)
+    oh = (prev.h + 2 * pad - size) // stride + 1
+    ow = (prev.w + 2 * pad - size) // stride + 1
+    return _Out(t, filters, oh, ow, _ACT_MOMENT.get(act, 1.0))
+
+
+def _route(em, sec, idx, outs, tag) -> _Out:
+    refs = sec.ints("layers")
+    if not refs:
+        raise DarknetError(f"{sec.where()}: route needs layers=")
+    groups = sec.get("groups", 1)
+    gid = sec.get("group_id", 0)
+    if not 0 <= gid < groups:
+        raise DarknetError(f"{sec.where()}: group_id={gid} is outside 0..{groups - 1}")
+    parts = []
+    for n, raw in enumerate(refs):
+        src = outs[_ref(sec, idx, raw)]
+        if groups > 1:
+            if src.c % groups:
+                raise DarknetError(f"{sec.where()}: groups={groups} does not divide {src.c} channels")
+            step = src.c // groups
+            starts = em.const(f"{tag}.s{n}.starts", np.array([gid * step], np.int64))
+            ends = em.const(f"{tag}.s{n}.ends", np.array([(gid + 1) * step], np.int64))
+            axes = em.const(f"{tag}.s{n}.axes", np.array([1], np.int64))
+            t = em.node("Slice", [src.tensor, starts, ends, axes], f"{tag}.slice{n}", f"{tag}.slice{n}")
+            src = _Out(t, step, src.h, src.w, src.moment)
+        parts.append(src)
+    if any((p.h, p.w) != (parts[0].h, parts[0].w) for p in parts):
+        raise DarknetError(f"{sec.where()}: route joins layers of different sizes "
+                           f"{[(p.h, p.w) for p in parts]}")
+    if len(parts) == 1:
+        return parts[0]
+    t = em.node("Concat", [p.tensor for p in parts], f"{tag}.route", f"{tag}.route", axis=1)
+    c = sum(p.c for p in parts)
+    return _Out(t, c, parts[0].h, parts[0].w, sum(p.moment * p.c for p in parts) / c)
+
+
+def _reorg(em, sec, prev, tag) -> _Out:
+    """Darknet's reorg (YOLOv2's passthrough layer), index for index as darknet's reorg_cpu with
+    forward=0: it reads the C x H x W input as if it were (C/s^2) x sH x sW, which is not the
+    same as ONNX SpaceToDepth."""
+    s = sec.get("stride", 2)
+    c, h, w = prev.c, prev.h, prev.w
+    if c % (s * s) or h % s or w % s:
+        raise DarknetError(f"{sec.where()}: reorg stride {s} does not divide {c}x{h}x{w}")
+    shape6 = em.const(f"{tag}.shape6", np.array([1, c // (s * s), h, s, w, s], np.int64))
+    shape4 = em.const(f"{tag}.shape4", np.array([1, c * s * s, h // s, w // s], np.int64))
+    a = em.node("Reshape", [prev.tensor, shape6], f"{tag}.reorg_view", f"{tag}.reorg_view")
+    b = em.node("Transpose", [a], f"{tag}.reorg_perm", f"{tag}.reorg_perm", perm=[0, 3, 5, 1, 2, 4])
+    t = em.node("Reshape", [b, shape4], f"{tag}.reorg", f"{tag}.reorg")
+    return _Out(t, c * s * s, h // s, w // s, prev.moment)
+
+
+def _head(em, sec, prev, heads, in_h, in_w) -> _Out:
+    classes = sec.get("classes", 20)
+    anchors = sec.floats("anchors", [])
+    pairs = [anchors[i:i + 2] for i in range(0, len(anchors) - 1, 2)]
+    if sec.kind == "yolo":
+        mask = sec.ints("mask", list(range(len(pairs))))
+        if any(not 0 <= m < len(pairs) for m in mask):
+            raise DarknetError(f"{sec.where()}: mask {mask} indexes outside {len(pairs)} anchors")
+        used = [pairs[m] for m in mask]
+        expect = len(mask) * (classes + 5)
+    else:
+        num = sec.get("num", len(pairs))
+        coords = sec.get("coords", 4)
+        used = pairs[:num]
+        expect = num * (classes + coords + 1)
+    if prev.c != expect:
+        raise DarknetError(f"{sec.where()}: the layer before a [{sec.kind}] head has {prev.c} "
+                           f"channels, the head needs {expect}")
+    out_name = f"{sec.kind}_{sum(1 for hd in heads if hd['type'] == sec.kind)}"
+    em.rename(prev.tensor, out_name)
+    head = {"type": sec.kind, "output": out_name, "classes": classes, "anchors": used,
+            "grid": [prev.h, prev.w], "stride": [in_h // prev.h, in_w // prev.w],
+            # yolo anchors are in input pixels, region anchors in grid cells
+            "anchor_units": "pixels" if sec.kind == "yolo" else "grid"}
+    if sec.kind == "yolo":
+        head["scale_x_y"] = sec.get("scale_x_y", 1.0, float)
+    else:
+        head["coords"] = sec.get("coords", 4)
+        head["softmax"] = bool(sec.get("softmax", 0))
+    heads.append(head)
+    return _Out(out_name, prev.c, prev.h, prev.w, prev.moment)

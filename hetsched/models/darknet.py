@@ -1,0 +1,51 @@
+"""Darknet .cfg (+ optional .weights) to ONNX.
+
+The cfg grammar is darknet's own: `[section]` headers, `key=value` lines, `#` and `;` comments.
+Every section keeps the line it started on, so an error names the file, the line and the section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from ..errors import DarknetError
+from .builder import DarknetWeights, Section, build
+
+
+def parse_cfg(path) -> list[Section]:
+    path = Path(path)
+    if not path.is_file():
+        raise DarknetError(f"{path}: no such cfg file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DarknetError(f"{path}: not a text file, so not a darknet cfg") from None
+    sections: list[Section] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            if not line.endswith("]") or len(line) < 3:
+                raise DarknetError(f"{path.name}:{lineno}: malformed section header {raw.strip()!r}")
+            sections.append(Section(line[1:-1].strip().lower(), {}, lineno, path.name))
+        elif "=" in line:
+            if not sections:
+                raise DarknetError(f"{path.name}:{lineno}: option before any [section]")
+            key, value = line.split("=", 1)
+            sections[-1].params[key.strip()] = value.strip()
+        else:
+            raise DarknetError(f"{path.name}:{lineno}: expected [section] or key=value, got {raw.strip()!r}")
+    if not sections:
+        raise DarknetError(f"{path}: no sections, not a darknet cfg")
+    return sections
+
+
+def import_darknet(cfg, weights=None, *, size: int | None = None, seed: int = 0,
+                   activation: str | None = None) -> onnx.ModelProto:
+    sections = parse_cfg(cfg)
+    reader = DarknetWeights(weights) if weights else None
+    return build(sections, name=Path(cfg).stem, size=size, weights=reader, seed=seed,
+                 activation=activation)
