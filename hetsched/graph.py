@@ -233,6 +233,7 @@ def _normalise(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> on
     g = m.graph
     _constants_to_initializers(g)
     _drop_identities(g)
+    _drop_dead(g)
     _name_nodes(g)
     _toposort(g)
     _fix_input_shapes(g, input_shapes)
@@ -293,6 +294,20 @@ def _drop_identities(g: onnx.GraphProto) -> None:
     kept_vi = [v for v in g.value_info if v.name not in dropped]
     del g.value_info[:]
     g.value_info.extend(kept_vi)
+
+
+def _drop_dead(g: onnx.GraphProto) -> None:
+    """Layers that feed no graph output would be stages with nothing to hand on."""
+    needed = {o.name for o in g.output}
+    keep = []
+    for node in reversed(g.node):
+        if any(t in needed for t in node.output):
+            keep.append(node)
+            needed.update(node.input)
+    if len(keep) != len(g.node):
+        log.info("dropped %d layer(s) that feed no graph output", len(g.node) - len(keep))
+        del g.node[:]
+        g.node.extend(reversed(keep))
 
 
 def _name_nodes(g: onnx.GraphProto) -> None:

@@ -11,9 +11,10 @@ from ..errors import HetschedError
 
 PPOCR_DET = "rapidocr/models/PP-OCRv6_det_small.onnx"
 PPOCR_INPUT = "x"
-# PaddleOCR's detector pre-processing: RGB/255, then ImageNet mean and std.
-PPOCR_MEAN = (0.485, 0.456, 0.406)
-PPOCR_STD = (0.229, 0.224, 0.225)
+# The detector's pre-processing as rapidocr 3.10 configures it (config.yaml, Det): pixels / 255,
+# then (x - 0.5) / 0.5 per channel, BGR as OpenCV reads it, NCHW.
+PPOCR_MEAN = (0.5, 0.5, 0.5)
+PPOCR_STD = (0.5, 0.5, 0.5)
 INSTALL_HINT = "run `make models` (pip install --no-deps rapidocr==3.10.0)"
 
 

@@ -39,8 +39,8 @@ def _region() -> Section:
     return _sec("region", anchors=COCO_TINY_V2_ANCHORS, classes=80, coords=4, num=5, softmax=1)
 
 
-def _yolo(mask, anchors, num) -> Section:
-    return _sec("yolo", mask=",".join(map(str, mask)), anchors=anchors, classes=80, num=num)
+def _yolo(mask, anchors, num, **extra) -> Section:
+    return _sec("yolo", mask=",".join(map(str, mask)), anchors=anchors, classes=80, num=num, **extra)
 
 
 def _detector(filters=255) -> Section:
@@ -111,10 +111,10 @@ def yolov4_tiny() -> list[Section]:
         tap = len(s) - 2
         s += [_sec("route", layers="-6,-1"), _pool()]
     s += [_conv(512, 3), _conv(256, 1), _conv(512, 3), _detector(),
-          _yolo([3, 4, 5], COCO_TINY_V3_ANCHORS, 6),
+          _yolo([3, 4, 5], COCO_TINY_V3_ANCHORS, 6, scale_x_y=1.05),
           _sec("route", layers=-4), _conv(128, 1), _sec("upsample", stride=2),
           _sec("route", layers=f"-1,{tap}"), _conv(256, 3), _detector(),
-          _yolo([1, 2, 3], COCO_TINY_V3_ANCHORS, 6)]  # mask 1,2,3 as published
+          _yolo([1, 2, 3], COCO_TINY_V3_ANCHORS, 6, scale_x_y=1.05)]  # mask 1,2,3 as published
     return s
 
 

@@ -1,0 +1,165 @@
+"""What a plan costs: contract section 4, implemented once. Planners, the simulator and reports all
+call `evaluate`; nothing else computes a stage time.
+
+For stage j with PE group G_j and member p:
+    T_j(p) = compute_j(p) + in_j(p) + out_j(p)
+    load(p) = sum over stages j containing p of T_j(p) / |G_j|
+    bottleneck = max load, throughput = 1000 / bottleneck, latency = sum_j T_j(first PE of G_j)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import HetschedError
+from ..profile import Profile
+
+SCHEMA = "hetsched.plan/1"
+DEFAULT_MAX_STAGES = 8
+
+
+class PlanError(HetschedError):
+    """A plan that breaks the contract's rules for this profile."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    pes: tuple[str, ...]
+    first: int
+    last: int  # inclusive
+
+
+@dataclass(frozen=True)
+class StageCost:
+    compute_ms: dict[str, float]
+    in_ms: dict[str, float]
+    out_ms: dict[str, float]
+
+    def time_ms(self, pe: str) -> float:
+        return self.compute_ms[pe] + self.in_ms[pe] + self.out_ms[pe]
+
+
+@dataclass
+class Plan:
+    method: str
+    stages: list[Stage]
+    bottleneck_ms: float
+    throughput_fps: float
+    latency_ms: float
+    pe_load_ms: dict[str, float]
+    stage_costs: list[StageCost] = field(default_factory=list, repr=False)
+    solve_ms: float | None = None
+
+    def key(self) -> tuple[float, float, int]:
+        """The contract's order: bottleneck, then latency, then fewer stages."""
+        return (self.bottleneck_ms, self.latency_ms, len(self.stages))
+
+    def to_dict(self) -> dict:
+        d = {"schema": SCHEMA, "method": self.method,
+             "stages": [{"pes": list(s.pes), "first": s.first, "last": s.last} for s in self.stages],
+             "bottleneck_ms": self.bottleneck_ms, "throughput_fps": self.throughput_fps,
+             "latency_ms": self.latency_ms, "pe_load_ms": self.pe_load_ms}
+        if self.solve_ms is not None:
+            d["solve_ms"] = self.solve_ms
+        return d
+
+
+def better(a: Plan, b: Plan | None) -> bool:
+    """Is `a` preferred to `b` under the contract (ties: relative difference below 1e-9)?"""
+    if b is None:
+        return True
+    for x, y in zip(a.key()[:2], b.key()[:2]):
+        if abs(x - y) > 1e-9 * max(abs(x), abs(y), 1e-300):
+            return x < y
+    return a.key()[2] < b.key()[2]
+
+
+def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = DEFAULT_MAX_STAGES,
+             pes: list[str] | None = None, replication: bool = True) -> None:
+    n = len(profile.layers)
+    if not stages:
+        raise PlanError("plan has no stages")
+    allowed = set(pes) if pes is not None else set(profile.pes)
+    if max_stages is not None and len(stages) > max_stages:
+        raise PlanError(f"plan has {len(stages)} stages, more than max_stages={max_stages}")
+    expect = 0
+    for j, s in enumerate(stages):
+        if s.first != expect:
+            raise PlanError(f"stage {j} starts at layer {s.first}, expected {expect} "
+                            f"(stages must cover 0..{n - 1} in order, no gap or overlap)")
+        if s.last < s.first:
+            raise PlanError(f"stage {j} ends (layer {s.last}) before it starts (layer {s.first})")
+        if s.last >= n:
+            raise PlanError(f"stage {j} ends at layer {s.last}; the profile has {n} layers")
+        expect = s.last + 1
+        if not s.pes:
+            raise PlanError(f"stage {j} has no PE")
+        if len(set(s.pes)) != len(s.pes):
+            raise PlanError(f"stage {j} names a PE twice: {list(s.pes)}")
+        for pe in s.pes:
+            if pe not in profile.pes:
+                raise PlanError(f"stage {j} uses PE '{pe}', which the profile does not have "
+                                f"(it has {', '.join(profile.pes)})")
+            if pe not in allowed:
+                raise PlanError(f"stage {j} uses PE '{pe}', outside the allowed {sorted(allowed)}")
+        kinds = {profile.pes[pe].kind for pe in s.pes}
+        if len(kinds) > 1:
+            raise PlanError(f"stage {j} replicates over PEs of different kinds {list(s.pes)}")
+        if len(s.pes) > 1 and not replication:
+            raise PlanError(f"stage {j} is replicated over {list(s.pes)} but replication is off")
+        if j and set(stages[j - 1].pes) == set(s.pes):
+            raise PlanError(f"stages {j - 1} and {j} have the same PE group {list(s.pes)}; "
+                            f"they would be one stage")
+        for i in range(s.first, s.last + 1):
+            for pe in s.pes:
+                if profile.layers[i].cost_ms.get(pe) is None:
+                    raise PlanError(f"layer {i} '{profile.layers[i].name}' cannot run on {pe} "
+                                    f"(stage {j})")
+    if expect != n:
+        raise PlanError(f"stages end at layer {expect - 1}; the profile has layers up to {n - 1}")
+
+
+def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
+             check: bool = True, **limits) -> Plan:
+    """The contract's cost of `stages` (validated first unless `check` is False)."""
+    if check:
+        validate(profile, stages, **limits)
+    layers = profile.layers
+    stage_of = {}
+    for j, s in enumerate(stages):
+        for i in range(s.first, s.last + 1):
+            stage_of[i] = j
+    producer_stage = {t: stage_of[i] for i, layer in enumerate(layers) for t in layer.outputs}
+    outputs = set(profile.graph_outputs)
+    load = {pe: 0.0 for pe in profile.pes}
+    latency = 0.0
+    costs = []
+    for j, s in enumerate(stages):
+        external: dict[str, str] = {}
+        produced_outputs: list[str] = []
+        for i in range(s.first, s.last + 1):
+            for t in layers[i].inputs:
+                src_stage = producer_stage.get(t)
+                if src_stage != j and t not in external:
+                    external[t] = profile.host if src_stage is None else stages[src_stage].pes[0]
+            produced_outputs.extend(t for t in layers[i].outputs if t in outputs)
+        comp, tin, tout = {}, {}, {}
+        for pe in s.pes:
+            comp[pe] = sum(layers[i].cost_ms.get(pe) or 0.0 for i in range(s.first, s.last + 1))
+            tin[pe] = sum(profile.transfer_ms(src, pe, profile.tensors[t]) for t, src in external.items())
+            tout[pe] = sum(profile.transfer_ms(pe, profile.host, profile.tensors[t]) for t in produced_outputs)
+        sc = StageCost(comp, tin, tout)
+        costs.append(sc)
+        for pe in s.pes:
+            load[pe] += sc.time_ms(pe) / len(s.pes)
+        latency += sc.time_ms(s.pes[0])
+    bottleneck = max(load.values())
+    fps = 1000.0 / bottleneck if bottleneck > 0 else float("inf")
+    return Plan(method, list(stages), bottleneck, fps, latency, load, costs)
+
+
+def stages_from_dicts(raw: list[dict]) -> list[Stage]:
+    try:
+        return [Stage(tuple(s["pes"]), int(s["first"]), int(s["last"])) for s in raw]
+    except (KeyError, TypeError, ValueError) as e:
+        raise PlanError(f"malformed stage list ({e.__class__.__name__}: {e})") from None

@@ -1,0 +1,249 @@
+"""The zoo and the darknet importer: real cfg files nobody here wrote, shapes the cfgs imply, and
+darknet's arithmetic (folded batch norm, reorg) against a numpy reference."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from hetsched import graph
+from hetsched.errors import DarknetError, HetschedError
+from hetsched.models.darknet import import_darknet
+from hetsched.models.zoo import CFG_NAMES, ZOO, build_zoo
+
+from conftest import images, run
+
+# Output shapes each published cfg implies at its own [net] size (yolo2.cfg says 608, the rest 416).
+CFG_OUTPUTS = {
+    "yolo2.cfg": [(1, 425, 19, 19)],
+    "yolo2tiny.cfg": [(1, 425, 13, 13)],
+    "yolo3.cfg": [(1, 255, 13, 13), (1, 255, 26, 26), (1, 255, 52, 52)],
+    "yolo3tiny.cfg": [(1, 255, 13, 13), (1, 255, 26, 26)],
+    "yolo4tiny.cfg": [(1, 255, 13, 13), (1, 255, 26, 26)],
+}
+
+
+@pytest.mark.parametrize("cfg", sorted(CFG_OUTPUTS))
+def test_real_cfgs_import_and_run(cfg_dir, cfg):
+    model = import_darknet(cfg_dir / cfg)
+    onnx.checker.check_model(model)
+    size = CFG_OUTPUTS[cfg][0][2] * 32
+    outs = run(model, {"images": images((1, 3, size, size))}, threads=2)
+    assert [o.shape for o in outs.values()] == CFG_OUTPUTS[cfg]
+    assert all(np.isfinite(o).all() for o in outs.values())
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_matches_its_published_cfg(cfg_dir, name):
+    zoo = graph.load(build_zoo(name, 416))
+    imported = graph.load(import_darknet(cfg_dir / CFG_NAMES[name], size=416))
+    assert len(zoo) == len(imported)
+    assert [l.op for l in zoo.layers] == [l.op for l in imported.layers]
+    assert [zoo.tensors[o].shape for o in zoo.outputs] == \
+        [imported.tensors[o].shape for o in imported.outputs]
+    assert zoo.metadata["hetsched.heads"] == imported.metadata["hetsched.heads"]
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_every_zoo_model_runs(name):
+    size = 320
+    model = build_zoo(name, size, "relu")
+    outs = run(model, {"images": images((1, 3, size, size))}, threads=2)
+    heads = json.loads(dict((p.key, p.value) for p in model.metadata_props)["hetsched.heads"])
+    assert len(outs) == len(heads)
+    for head, out in zip(heads, outs.values()):
+        assert out.shape[2:] == tuple(head["grid"])
+        assert head["stride"][0] * head["grid"][0] == size
+        assert np.isfinite(out).all() and 0.01 < float(np.sqrt((out ** 2).mean())) < 100
+    assert not any(n.op_type == "LeakyRelu" for n in model.graph.node)
+
+
+def test_yolov3_outputs_at_416():
+    model = build_zoo("yolov3", 416)
+    outs = run(model, {"images": images((1, 3, 416, 416))}, threads=2)
+    assert [o.shape for o in outs.values()] == [(1, 255, 13, 13), (1, 255, 26, 26), (1, 255, 52, 52)]
+    heads = json.loads(dict((p.key, p.value) for p in model.metadata_props)["hetsched.heads"])
+    assert heads[0]["anchors"] == [[116, 90], [156, 198], [373, 326]]
+    assert [h["classes"] for h in heads] == [80, 80, 80]
+
+
+def test_zoo_is_deterministic():
+    a = build_zoo("tiny-yolov3", 64).SerializeToString()
+    assert a == build_zoo("tiny-yolov3", 64).SerializeToString()
+    assert a != build_zoo("tiny-yolov3", 64, seed=1).SerializeToString()
+
+
+def test_zoo_rejects_bad_requests():
+    with pytest.raises(HetschedError, match="multiple of 32"):
+        build_zoo("yolov3", 400)
+    with pytest.raises(HetschedError, match="unknown zoo model"):
+        build_zoo("yolov9")
+    with pytest.raises(HetschedError, match="activation"):
+        build_zoo("yolov3", 416, "mish")
+
+
+# ---------------------------------------------------------------- darknet arithmetic
+
+def _leaky(x):
+    return np.where(x > 0, x, 0.1 * x)
+
+
+def _conv_ref(x, w, b, stride, pad):
+    """Direct convolution, (C,H,W) input, (F,C,k,k) weights."""
+    c, h, wd = x.shape
+    f, _, k, _ = w.shape
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    out = np.zeros((f, oh, ow), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, i * stride:i * stride + k, j * stride:j * stride + k]
+            out[:, i, j] = np.tensordot(w, patch, axes=([1, 2, 3], [0, 1, 2]))
+    return out + b[:, None, None]
+
+
+def _reorg_ref(x, stride):
+    """darknet's reorg_cpu(forward=0) index arithmetic, loop for loop."""
+    c, h, w = x.shape
+    out = np.zeros(x.size, x.dtype)
+    flat = x.reshape(-1)
+    out_c = c // (stride * stride)
+    for k in range(c):
+        for j in range(h):
+            for i in range(w):
+                in_index = i + w * (j + h * k)
+                c2 = k % out_c
+                offset = k // out_c
+                w2 = i * stride + offset % stride
+                h2 = j * stride + offset // stride
+                out_index = w2 + w * stride * (h2 + h * stride * c2)
+                out[in_index] = flat[out_index]
+    return out.reshape(c * stride * stride, h // stride, w // stride)
+
+
+CFG = """[net]
+width=8
+height=8
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[reorg]
+stride=2
+
+[convolutional]
+filters=4
+size=1
+stride=1
+pad=1
+activation=linear
+"""
+
+
+def _write_weights(path, arrays, major=0, minor=2):
+    with open(path, "wb") as f:
+        np.array([major, minor, 0], np.int32).tofile(f)
+        np.array([0], np.int64 if major * 10 + minor >= 2 else np.int32).tofile(f)
+        for a in arrays:
+            np.asarray(a, np.float32).tofile(f)
+
+
+def test_weights_fold_batchnorm_and_reorg_like_darknet(tmp_path):
+    rng = np.random.default_rng(7)
+    bias1, scale1 = rng.normal(size=8), rng.uniform(0.5, 2, 8)
+    mean1, var1 = rng.normal(size=8), rng.uniform(0.5, 2, 8)
+    w1 = rng.normal(size=(8, 3, 3, 3))
+    bias2, w2 = rng.normal(size=4), rng.normal(size=(4, 32, 1, 1))
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(CFG)
+    _write_weights(tmp_path / "net.weights", [bias1, scale1, mean1, var1, w1.ravel(), bias2, w2.ravel()])
+    model = import_darknet(cfg, tmp_path / "net.weights")
+    x = images((1, 3, 8, 8), seed=5)
+    got = list(run(model, {"images": x}).values())[0][0]
+
+    conv = _conv_ref(x[0].astype(np.float64), w1, np.zeros(8), 1, 1)
+    bn = (conv - mean1[:, None, None]) / (np.sqrt(var1)[:, None, None] + 1e-6)
+    y1 = _leaky(bn * scale1[:, None, None] + bias1[:, None, None])
+    y2 = _reorg_ref(y1, 2)
+    want = _conv_ref(y2, w2, bias2, 1, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(CFG)
+    _write_weights(tmp_path / "short.weights", [np.zeros(10)])
+    with pytest.raises(DarknetError, match=r"net.cfg:6 \[convolutional\]"):
+        import_darknet(cfg, tmp_path / "short.weights")
+    n = 8 * 4 + 8 * 27 + 4 + 4 * 32
+    _write_weights(tmp_path / "long.weights", [np.zeros(n + 5)])
+    with pytest.raises(DarknetError, match="5 floats left over"):
+        import_darknet(cfg, tmp_path / "long.weights")
+
+
+@pytest.mark.parametrize("act,op", [("mish", "Softplus"), ("swish", "Sigmoid"),
+                                    ("logistic", "Sigmoid"), ("relu", "Relu")])
+def test_activations_groups_route_avgpool(tmp_path, act, op):
+    cfg = tmp_path / "a.cfg"
+    cfg.write_text(f"""[net]
+width=32
+height=32
+channels=3
+[convolutional]
+filters=8
+size=3
+stride=2
+pad=1
+groups=1
+activation={act}
+[route]
+layers=-1
+groups=2
+group_id=1
+[convolutional]
+filters=4
+size=3
+groups=2
+pad=1
+activation=linear
+[shortcut]
+from=-2
+activation=linear
+[maxpool]
+size=2
+stride=1
+[avgpool]
+""")
+    model = import_darknet(cfg)
+    assert op in {n.op_type for n in model.graph.node}
+    out = list(run(model, {"images": images((1, 3, 32, 32))}).values())[0]
+    assert out.shape == (1, 4, 1, 1)
+
+
+@pytest.mark.parametrize("body,match", [
+    ("[convolutional]\nfilters=4\nactivation=gelu\n", r"b.cfg:5 \[convolutional\]: activation 'gelu'"),
+    ("[lstm]\nbatch_normalize=1\n", r"b.cfg:5 \[lstm\]: section \[lstm\] is not supported"),
+    ("[route]\nlayers=-3\n", r"b.cfg:5 \[route\]: layer reference -3"),
+    ("[convolutional]\nfilters=4\nsize=x\n", r"size='x' is not a valid value"),
+    ("junk line\n", r"b.cfg:5: expected \[section\]"),
+])
+def test_cfg_errors_name_the_section_and_line(tmp_path, body, match):
+    cfg = tmp_path / "b.cfg"
+    cfg.write_text("[net]\nwidth=32\nheight=32\n\n" + body)
+    with pytest.raises(DarknetError, match=match):
+        import_darknet(cfg)
+
+
+def test_cfg_file_errors(tmp_path):
+    with pytest.raises(DarknetError, match="no such cfg"):
+        import_darknet(tmp_path / "none.cfg")
+    (tmp_path / "bin.cfg").write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(DarknetError, match="not a text file"):
+        import_darknet(tmp_path / "bin.cfg")

@@ -1,0 +1,110 @@
+"""The contract's profile format: the worked example loads, round trips, and every defect gets
+one line naming it; saving is atomic."""
+
+import copy
+import json
+
+import pytest
+
+from hetsched import graph, profile
+from hetsched.errors import ProfileError
+from hetsched.models.zoo import build_zoo
+
+
+@pytest.fixture
+def example(shared_dir):
+    return json.loads((shared_dir / "design" / "example-profile.json").read_text())
+
+
+def test_worked_example_loads(example):
+    p = profile.from_dict(example)
+    assert [l.name for l in p.layers] == ["pre", "conv1", "conv2", "add", "post"]
+    assert p.graph_inputs() == ["x"]
+    assert p.host == "cpu0" and p.pes["dla1"].kind == "dla"
+    assert p.cost(0, "gpu") is None
+    # 0.1 ms + 0.5 ms/MB, MB = 10^6 bytes; a PE to itself is free
+    assert p.transfer_ms("cpu0", "dla0", 2_000_000) == pytest.approx(1.1)
+    assert p.transfer_ms("gpu", "gpu", 2_000_000) == 0.0
+
+
+def test_round_trip(tmp_path, example):
+    p = profile.from_dict(example)
+    profile.save(p, tmp_path / "p.json")
+    q = profile.load(tmp_path / "p.json")
+    assert q.to_dict() == p.to_dict()
+
+
+def _broken(example, mutate):
+    d = copy.deepcopy(example)
+    mutate(d)
+    return d
+
+
+CASES = [
+    (lambda d: d.pop("layers"), "missing field 'layers'"),
+    (lambda d: d.update(schema="hetsched.profile/0"), "schema"),
+    (lambda d: d.update(source="guessed"), "source"),
+    (lambda d: d.update(host="cpu9"), "host 'cpu9'"),
+    (lambda d: d["pes"]["gpu"].update(kind="npu"), "pes.gpu.kind"),
+    (lambda d: [l["cost_ms"].pop("dla1") for l in d["layers"]], "PE 'dla1' has no cost column"),
+    (lambda d: d["layers"][1]["cost_ms"].update(tpu=1.0), "'tpu', which is not one of the pes"),
+    (lambda d: d["layers"][1]["cost_ms"].update(gpu=-1.0), "negative"),
+    (lambda d: d["layers"][1]["cost_ms"].update(gpu="fast"), "must be a number"),
+    (lambda d: d["layers"].reverse(), "topological order"),
+    (lambda d: d["layers"][2].update(name="conv1"), "repeats the layer name 'conv1'"),
+    (lambda d: d["layers"][2]["inputs"].append("ghost"), "'ghost', which is not in tensors"),
+    (lambda d: d.update(graph_outputs=["nope"]), "graph output 'nope'"),
+    (lambda d: d["transfer"].pop("default"), "no 'default'"),
+    (lambda d: d["transfer"].update({"cpu0->tpu": {"latency_ms": 0, "ms_per_mb": 0}}), "cpu0->tpu"),
+    (lambda d: d["tensors"]["a"].pop("bytes"), "missing field 'bytes'"),
+]
+
+
+@pytest.mark.parametrize("mutate,match", CASES)
+def test_defects_get_one_line(example, mutate, match):
+    with pytest.raises(ProfileError, match=match) as e:
+        profile.from_dict(_broken(example, mutate), "p.json")
+    assert "\n" not in str(e.value) and str(e.value).startswith("p.json: ")
+
+
+def test_missing_entry_means_null(example):
+    d = _broken(example, lambda d: d["layers"][0]["cost_ms"].pop("gpu"))
+    assert profile.from_dict(d).cost(0, "gpu") is None
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ProfileError, match="no such profile"):
+        profile.load(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text('{"schema": ')
+    with pytest.raises(ProfileError, match=r"not valid JSON \(line 1"):
+        profile.load(tmp_path / "bad.json")
+
+
+def test_save_never_leaves_half_a_file(tmp_path, example):
+    target = tmp_path / "p.json"
+    target.write_text("previous")
+    p = profile.from_dict(example)
+    p.layers[0].cost_ms["cpu0"] = -5.0  # invalid: refused before anything is written
+    with pytest.raises(ProfileError):
+        profile.save(p, target)
+    assert target.read_text() == "previous"
+    assert [f.name for f in tmp_path.iterdir()] == ["p.json"]
+
+
+def test_profile_for_another_model_is_refused(tmp_path):
+    from hetsched.profile import PE, Transfer
+    from hetsched.profiler import assemble
+    a_path, b_path = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    a_path.write_bytes(build_zoo("tiny-yolov3", 64).SerializeToString())
+    b_path.write_bytes(build_zoo("tiny-yolov3", 64, seed=1).SerializeToString())
+    a, b = graph.load(a_path), graph.load(b_path)
+    pes = [PE("cpu0", "cpu")]
+    prof = assemble(a, pes, {"cpu0": [1.0] * len(a)}, {"default": Transfer(0, 0)},
+                    source="measured", board={"name": "t"})
+    profile.check_model(prof, a)
+    with pytest.raises(ProfileError, match="not for 'b'"):
+        profile.check_model(prof, b, "p.json")
+    other_size = graph.load(build_zoo("tiny-yolov3", 96))
+    prof.model.sha256 = None
+    with pytest.raises(ProfileError, match="inputs"):
+        profile.check_model(prof, other_size)
