@@ -1,0 +1,45 @@
+"""The PE groups a stage may use: single PEs and, with replication, every set of two or more PEs
+of one kind (contract section 1). Shared by every planner."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from ..profile import Profile
+from .cost import PlanError
+
+
+def allowed_pes(profile: Profile, pes: list[str] | None) -> list[str]:
+    if pes is None:
+        return list(profile.pes)
+    unknown = [p for p in pes if p not in profile.pes]
+    if unknown:
+        raise PlanError(f"PE(s) {unknown} are not in the profile (it has {', '.join(profile.pes)})")
+    if not pes:
+        raise PlanError("the PE subset is empty")
+    return [p for p in profile.pes if p in pes]  # profile order, for determinism
+
+
+def stage_groups(profile: Profile, pes: list[str], replication: bool) -> list[tuple[str, ...]]:
+    groups = [(p,) for p in pes]
+    if replication:
+        by_kind: dict[str, list[str]] = {}
+        for p in pes:
+            by_kind.setdefault(profile.pes[p].kind, []).append(p)
+        for members in by_kind.values():
+            for k in range(2, len(members) + 1):
+                groups.extend(combinations(members, k))
+    return groups
+
+
+def runnable(profile: Profile, group: tuple[str, ...], layer: int) -> bool:
+    costs = profile.layers[layer].cost_ms
+    return all(costs.get(p) is not None for p in group)
+
+
+def check_feasible(profile: Profile, pes: list[str]) -> None:
+    """Every layer must run on at least one allowed PE; else one line naming the first that cannot."""
+    for i, layer in enumerate(profile.layers):
+        if all(layer.cost_ms.get(p) is None for p in pes):
+            raise PlanError(f"layer {i} '{layer.name}' ({layer.op}) cannot run on any allowed PE "
+                            f"({', '.join(pes)})")

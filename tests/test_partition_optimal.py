@@ -1,0 +1,77 @@
+"""The exact optimum: the contract's worked example by hand, and brute-force enumeration on
+hundreds of random small instances (skips, nulls, transfers, replication on and off)."""
+
+import json
+
+import pytest
+
+from hetsched import profile
+from hetsched.partition.cost import PlanError, Stage, evaluate
+from hetsched.partition.optimal import solve
+
+from partition_helpers import brute_force, close, instances
+
+
+@pytest.fixture
+def example(shared_dir):
+    return profile.from_dict(json.loads((shared_dir / "design" / "example-profile.json").read_text()))
+
+
+def test_worked_example_by_hand(example):
+    a = evaluate(example, [Stage(("cpu0",), 0, 0), Stage(("dla0", "dla1"), 1, 2),
+                           Stage(("gpu",), 3, 3), Stage(("cpu0",), 4, 4)])
+    assert a.bottleneck_ms == pytest.approx(5.55) and a.latency_ms == pytest.approx(16.9)
+    assert a.pe_load_ms["cpu0"] == pytest.approx(4.1) and a.pe_load_ms["dla0"] == pytest.approx(5.55)
+    nxt = evaluate(example, [Stage(("cpu0",), 0, 0), Stage(("gpu",), 1, 1),
+                             Stage(("dla0", "dla1"), 2, 2), Stage(("gpu",), 3, 3), Stage(("cpu0",), 4, 4)])
+    assert nxt.bottleneck_ms == pytest.approx(4.2)
+    gpu = evaluate(example, [Stage(("cpu0",), 0, 0), Stage(("gpu",), 1, 3), Stage(("cpu0",), 4, 4)])
+    assert gpu.bottleneck_ms == pytest.approx(5.6) and gpu.latency_ms == pytest.approx(9.7)
+    best = solve(example)
+    assert best.bottleneck_ms == pytest.approx(4.1) and best.latency_ms == pytest.approx(13.3)
+    assert [(s.pes, s.first, s.last) for s in best.stages] == [
+        (("cpu0",), 0, 0), (("dla0", "dla1"), 1, 1), (("gpu",), 2, 3), (("cpu0",), 4, 4)]
+
+
+@pytest.mark.parametrize("case", range(260))
+def test_optimum_equals_brute_force(case):
+    prof, replication, max_stages = INSTANCES[case]
+    want = brute_force(prof, replication=replication, max_stages=max_stages)
+    if want is None:
+        with pytest.raises(PlanError):
+            solve(prof, replication=replication, max_stages=max_stages)
+        return
+    got = solve(prof, replication=replication, max_stages=max_stages)
+    assert close(got.bottleneck_ms, want.bottleneck_ms), (got.to_dict(), want.to_dict())
+    assert close(got.latency_ms, want.latency_ms), (got.to_dict(), want.to_dict())
+    assert len(got.stages) == len(want.stages)
+    # and the plan it returns is priced by the contract's evaluator, not by the search
+    again = evaluate(prof, got.stages, replication=replication, max_stages=max_stages)
+    assert again.bottleneck_ms == got.bottleneck_ms
+
+
+INSTANCES = instances(260, seed=2026)
+
+
+def test_replication_counts(example):
+    """Both settings are covered, and replication matters in some instances."""
+    reps = [r for _, r, _ in INSTANCES]
+    assert 60 < sum(reps) < 200
+
+
+def test_pe_subset_and_max_stages(example):
+    only_gpu = solve(example, pes=["cpu0", "gpu"])
+    assert {pe for s in only_gpu.stages for pe in s.pes} <= {"cpu0", "gpu"}
+    assert only_gpu.bottleneck_ms == pytest.approx(evaluate(
+        example, [Stage(("cpu0",), 0, 0), Stage(("gpu",), 1, 3), Stage(("cpu0",), 4, 4)]).bottleneck_ms)
+    two = solve(example, max_stages=2)
+    assert len(two.stages) <= 2
+    assert close(two.bottleneck_ms, brute_force(example, max_stages=2).bottleneck_ms)
+    no_rep = solve(example, replication=False)
+    assert all(len(s.pes) == 1 for s in no_rep.stages)
+    assert close(no_rep.bottleneck_ms, brute_force(example, replication=False).bottleneck_ms)
+
+
+def test_infeasible_layer_is_named(example):
+    with pytest.raises(PlanError, match="layer 0 'pre' .* cannot run on any allowed PE"):
+        solve(example, pes=["gpu", "dla0"])
