@@ -1,0 +1,215 @@
+"""The pipeline-balancing heuristic of *Low-Power Computer Vision* Ch. 9 (Ha et al., JEDI), as
+far as the book's summary describes it: try candidate PE orders, balance the cut points so that
+stage times match, then refine.
+
+1. Candidate orders: every sequence of disjoint stage groups (each PE used at most once; a group
+   is one PE or, with replication, several PEs of one kind), at most `max_stages` long.
+2. Balancing: for one order, the smallest bottleneck B for which a greedy fill works (each stage
+   takes layers while every member's compute / group size stays <= B; the last takes the rest),
+   found by bisection over B on per-PE prefix sums. For compute alone and a fixed order the
+   greedy fill is optimal (a stage that stops earlier never helps the ones after it).
+3. The balanced plans are priced exactly (`cost.evaluate`: transfers, replication, outputs), and
+   the best few are refined by moving single cut points while the contract's order improves.
+
+Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps, S stages) plus
+O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes); about 0.1 s for 300
+layers over 4 PEs. It cannot place a PE in two stages (JEDI's GPU, DLA0, DLA1, GPU); the exact
+planner can, and `scripts/partition_bench.py` reports how much that costs.
+"""
+
+from __future__ import annotations
+
+import time
+from itertools import permutations
+
+import numpy as np
+
+from ..profile import Profile
+from .cost import DEFAULT_MAX_STAGES, Plan, Stage, better, evaluate
+from .groups import allowed_pes, check_feasible, stage_groups
+
+BISECTION_STEPS = 30
+REFINE_TOP = 3
+STEPS = (1, 2, 4, 8, 16)
+
+
+class _Prefix:
+    """Per-PE prefix sums of compute, and where each PE's next unrunnable layer is."""
+
+    def __init__(self, profile: Profile, names: list[str]):
+        n = len(profile.layers)
+        self.n = n
+        self.sum = {}
+        self.next_null = {}
+        for p in names:
+            costs = np.array([l.cost_ms.get(p) if l.cost_ms.get(p) is not None else np.nan
+                              for l in profile.layers], dtype=float)
+            null = np.isnan(costs)
+            self.sum[p] = np.concatenate([[0.0], np.cumsum(np.where(null, 0.0, costs))])
+            nxt = np.full(n + 1, n, dtype=int)
+            for i in range(n - 1, -1, -1):
+                nxt[i] = i if null[i] else nxt[i + 1]
+            self.next_null[p] = nxt
+
+    def max_end(self, group, a: int, budget: float) -> int:
+        """Last layer e >= a-1 such that a..e fits `budget` on every member (a-1: none fits)."""
+        end = self.n - 1
+        for p in group:
+            s = self.sum[p]
+            e = int(np.searchsorted(s, s[a] + budget, side="right")) - 2
+            end = min(end, e, int(self.next_null[p][a]) - 1)
+        return end
+
+    def first_runnable(self, group) -> int:
+        """First layer every member can run (n if none)."""
+        i = 0
+        while i < self.n and any(self.next_null[p][i] == i for p in group):
+            i += 1
+        return i
+
+    def fits(self, group, a: int, e: int, budget: float) -> bool:
+        return all(self.next_null[p][a] > e and self.sum[p][e + 1] - self.sum[p][a] <= budget
+                   for p in group)
+
+
+def _orders(groups, max_len, max_stages):
+    """Sequences of disjoint groups, shortest first; each also as a sandwich, its first group
+    again at the end (pre/post-processing on the host, JEDI's GPU ... GPU)."""
+    for k in range(1, max_len + 1):
+        for seq in permutations(groups, k):
+            used = [p for g in seq for p in g]
+            if len(used) == len(set(used)):
+                yield seq
+                if 2 <= k < max_stages:
+                    yield seq + (seq[0],)
+
+
+def _greedy(prefix: _Prefix, order, bottleneck: float):
+    if len(order) > 2 and order[0] == order[-1]:
+        return _greedy_sandwich(prefix, order, bottleneck)
+    n = prefix.n
+    a = 0
+    cuts = []
+    for s, group in enumerate(order):
+        budget = bottleneck * len(group)
+        if s == len(order) - 1:
+            if not prefix.fits(group, a, n - 1, budget):
+                return None
+            cuts.append((a, n - 1))
+            return cuts
+        e = min(prefix.max_end(group, a, budget), n - 1 - (len(order) - 1 - s))
+        if e < a:
+            return None
+        cuts.append((a, e))
+        a = e + 1
+    return None
+
+
+def _greedy_sandwich(prefix: _Prefix, order, bottleneck: float):
+    """The ends share one group's budget: the head takes only what the next group cannot run,
+    the middle fills greedily, the tail takes the rest, and head + tail must fit the budget."""
+    n = prefix.n
+    outer = order[0]
+    budget = bottleneck * len(outer)
+    head = max(0, prefix.first_runnable(order[1]) - 1)
+    if not prefix.fits(outer, 0, head, budget):
+        return None
+    cuts = [(0, head)]
+    a = head + 1
+    for s, group in enumerate(order[1:-1]):
+        remaining = len(order) - 2 - s  # stages after this one, the tail included
+        e = min(prefix.max_end(group, a, bottleneck * len(group)), n - 1 - remaining)
+        if e < a:
+            return None
+        cuts.append((a, e))
+        a = e + 1
+    if a > n - 1:
+        return None
+    spent = max(prefix.sum[p][head + 1] for p in outer)
+    if not prefix.fits(outer, a, n - 1, budget - spent):
+        return None
+    cuts.append((a, n - 1))
+    return cuts
+
+
+def _balance(prefix: _Prefix, order, hi: float):
+    """Smallest bottleneck (to bisection precision) at which the greedy fill covers all layers."""
+    if len(order) > prefix.n:
+        return None
+    best = _greedy(prefix, order, hi)
+    if best is None:
+        return None
+    lo = 0.0
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        cuts = _greedy(prefix, order, mid)
+        if cuts is None:
+            lo = mid
+        else:
+            hi, best = mid, cuts
+    return best
+
+
+def _price(profile, order, spans, limits) -> Plan | None:
+    stages = [Stage(tuple(g), a, e) for g, (a, e) in zip(order, spans)]
+    return evaluate(profile, stages, "heuristic", check=False, **limits)
+
+
+def _refine(profile: Profile, plan: Plan, limits) -> Plan:
+    improved = True
+    while improved:
+        improved = False
+        stages = plan.stages
+        for c in range(len(stages) - 1):
+            for step in STEPS:
+                for delta in (-step, step):
+                    cut = stages[c].last + delta
+                    if not stages[c].first <= cut < stages[c + 1].last:
+                        continue
+                    trial = list(stages)
+                    trial[c] = Stage(stages[c].pes, stages[c].first, cut)
+                    trial[c + 1] = Stage(stages[c + 1].pes, cut + 1, stages[c + 1].last)
+                    if not all(_runnable(profile, s) for s in (trial[c], trial[c + 1])):
+                        continue
+                    cand = evaluate(profile, trial, "heuristic", check=False, **limits)
+                    if better(cand, plan):
+                        plan, improved = cand, True
+            if improved:
+                break
+    return plan
+
+
+def _runnable(profile: Profile, s: Stage) -> bool:
+    return all(profile.layers[i].cost_ms.get(p) is not None
+               for i in range(s.first, s.last + 1) for p in s.pes)
+
+
+def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
+          max_stages: int = DEFAULT_MAX_STAGES) -> Plan:
+    t0 = time.perf_counter()
+    names = allowed_pes(profile, pes)
+    check_feasible(profile, names)
+    groups = stage_groups(profile, names, replication)
+    limits = {"pes": names, "max_stages": max_stages, "replication": replication}
+    prefix = _Prefix(profile, names)
+    # any order's greedy fill succeeds at the sum of the slowest costs, so that bounds the search
+    hi = max(float(prefix.sum[p][-1]) for p in names) * max(len(g) for g in groups) + 1.0
+    priced: list[Plan] = []
+    for order in _orders(groups, min(max_stages, len(names)), max_stages):
+        spans = _balance(prefix, order, hi)
+        if spans is None:
+            continue
+        priced.append(_price(profile, order, spans, limits))
+    if not priced:
+        from .cost import PlanError
+        raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
+                        f"(a layer no order can place; the optimal planner may still find one)")
+    priced.sort(key=lambda p: p.key())
+    best = None
+    for plan in priced[:REFINE_TOP]:
+        plan = _refine(profile, plan, limits)
+        if better(plan, best):
+            best = plan
+    best = evaluate(profile, best.stages, "heuristic", **limits)
+    best.solve_ms = (time.perf_counter() - t0) * 1e3
+    return best
