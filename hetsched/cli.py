@@ -100,16 +100,54 @@ def cmd_profile(args) -> int:
 
 def cmd_summary(args) -> int:
     from . import profile
-    from .summary import format_summary, plot_layer_costs, summary_dict
+    from .plots import layer_costs
+    from .summary import format_summary, summary_dict
     prof = profile.load(args.profile)
     if args.json:
         print(json.dumps(summary_dict(prof, args.top), indent=1))
     else:
         print(format_summary(prof, args.top))
     if args.plot:
-        plot_layer_costs(prof, args.plot)
+        layer_costs(prof, args.plot)
         if not args.json:
             print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from . import plots, profile
+    from .atomic import write_text
+    from .partition import METHODS, make_plan
+    from .partition.cost import PlanError
+    from .partition.report import format_comparison, format_plan
+    prof = profile.load(args.profile)
+    opts = {"pes": args.pes.split(",") if args.pes else None, "max_stages": args.max_stages,
+            "replication": not args.no_replication}
+    if args.method == "all":
+        plans = {}
+        for m in METHODS:
+            extra = {"time_limit_s": args.time_limit} if m == "optimal" else {}
+            try:
+                plans[m] = make_plan(prof, m, **opts, **extra)
+            except PlanError as e:
+                plans[m] = str(e)
+        good = {m: p for m, p in plans.items() if not isinstance(p, str)}
+        if not good:
+            raise PlanError("every method failed: " + "; ".join(f"{m}: {e}" for m, e in plans.items()))
+        doc = {m: (p.to_dict() if m in good else {"error": p}) for m, p in plans.items()}
+        shown = min(good.values(), key=lambda p: p.key())
+        text = format_comparison(plans) + "\n\nbest: " + shown.method + "\n" + format_plan(prof, shown)
+    else:
+        extra = {"time_limit_s": args.time_limit} if args.method == "optimal" else {}
+        shown = make_plan(prof, args.method, **opts, **extra)
+        doc = shown.to_dict()
+        text = format_plan(prof, shown)
+    out = json.dumps(doc, indent=1)
+    if args.output:
+        write_text(args.output, out + "\n")
+    if args.plot:
+        plots.plan(prof, shown, args.plot)
+    print(out if args.json else text)
     return 0
 
 
@@ -127,7 +165,8 @@ def cmd_demo(args) -> int:
     from .models.zoo import build_zoo
     from .profiler.cpu import profile_cpu
     from .profiler.pes import parse_pes, usable_cores
-    from .summary import format_summary, plot_layer_costs
+    from .plots import layer_costs
+    from .summary import format_summary
     work = Path(args.workdir)
     pe_spec = args.pe or ",".join(f"cpu{c}" for c in sorted(usable_cores()))
     pes = parse_pes(pe_spec)
@@ -153,7 +192,7 @@ def cmd_demo(args) -> int:
     print(format_summary(prof))
     plot = work / f"{args.model}-{args.size}.layers.png"
     try:
-        plot_layer_costs(prof, plot)
+        layer_costs(prof, plot)
         print(f"\nper-layer cost chart: {plot}")
     except HetschedError as e:
         print(f"\n(no chart: {e})")
@@ -207,6 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="FILE.png", help="draw per-layer cost bars")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_summary)
+
+    s = sub.add_parser("plan", help="partition a profiled network into pipeline stages")
+    s.add_argument("profile", help="profile JSON (hetsched.profile/1)")
+    s.add_argument("--method", default="heuristic",
+                   choices=["heuristic", "optimal", "single", "replicate", "even", "all"])
+    s.add_argument("--pes", help="only these PEs, e.g. cpu0,gpu (default: all in the profile)")
+    s.add_argument("--max-stages", type=int, default=8)
+    s.add_argument("--no-replication", action="store_true", help="no stage over several PEs")
+    s.add_argument("--time-limit", type=float, default=10.0,
+                   help="seconds the exact search may take before it gives up (default 10)")
+    s.add_argument("--json", action="store_true", help="print the plan object (contract section 3)")
+    s.add_argument("-o", "--output", help="write the plan JSON here")
+    s.add_argument("--plot", metavar="FILE.png", help="draw per-PE load and the stage timeline")
+    s.set_defaults(fn=cmd_plan)
 
     s = sub.add_parser("devices", help="list this machine's processing elements")
     s.add_argument("--json", action="store_true")

@@ -1,9 +1,7 @@
-"""Human-readable views of a profile: a text summary and a per-layer cost bar chart (PNG)."""
+"""A profile in words: what was measured, where, and the costliest layers."""
 
 from __future__ import annotations
 
-from .atomic import atomic_path
-from .errors import HetschedError
 from .profile import Profile
 
 
@@ -57,32 +55,3 @@ def format_summary(p: Profile, top: int = 5) -> str:
         costs = "  ".join(f"{pe} {_fmt_ms(t['cost_ms'].get(pe))}" for pe in s["pes"])
         out.append(f"  [{t['index']:>3}] {t['name']:<24} {t['op']:<12} {costs} ms")
     return "\n".join(out)
-
-
-def plot_layer_costs(p: Profile, path) -> None:
-    """Per-layer cost bars, one colour per PE, to a PNG written atomically."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise HetschedError("plotting needs matplotlib: pip install 'hetsched[plot]'") from None
-    import numpy as np
-
-    n = len(p.layers)
-    pes = list(p.pes)
-    width = 0.8 / len(pes)
-    fig, ax = plt.subplots(figsize=(max(8, min(40, n * 0.12 * len(pes))), 4.5))
-    x = np.arange(n)
-    for k, pe in enumerate(pes):
-        vals = [l.cost_ms.get(pe) for l in p.layers]
-        ax.bar(x + k * width, [v or 0.0 for v in vals], width, label=pe)
-    ax.set_xlabel("layer index")
-    ax.set_ylabel("cost (ms)")
-    ax.set_title(f"{p.model.name}: per-layer cost ({p.source}, {p.board.get('name', '?')})")
-    ax.legend()
-    ax.margins(x=0.01)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)

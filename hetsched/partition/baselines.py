@@ -1,0 +1,95 @@
+"""Baselines a user compares a plan against.
+
+- `single`: the whole network on the one best PE. A good planner must be able to say "one PE is
+  best here" (JEDI saw it for tiny networks).
+- `replicate`: whole-network copies on PEs that can run all of it, frames round robin, as NVIDIA's
+  jetson_benchmarks runs GPU + DLA0 + DLA1; of the capable PEs, the subset that serves the most
+  frames (under round robin a slow copy holds every other one back, and nobody would add it).
+  Its PEs may be of different kinds, which the contract does not allow inside one plan stage, so
+  this plan is priced by the contract's formula but is not a contract plan (each of k members
+  serves one frame in k: load = T(p) / k).
+- `even`: equal-FLOP stages on the allowed PEs in the profile's order.
+"""
+
+from __future__ import annotations
+
+import time
+from itertools import combinations
+
+import numpy as np
+
+from ..profile import Profile
+from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
+from .groups import allowed_pes, check_feasible
+
+
+def _whole_capable(profile: Profile, names: list[str]) -> list[str]:
+    return [p for p in names if all(l.cost_ms.get(p) is not None for l in profile.layers)]
+
+
+def _timed(plan: Plan, t0: float) -> Plan:
+    plan.solve_ms = (time.perf_counter() - t0) * 1e3
+    return plan
+
+
+def single(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
+    t0 = time.perf_counter()
+    names = allowed_pes(profile, pes)
+    check_feasible(profile, names)
+    capable = _whole_capable(profile, names)
+    if not capable:
+        raise PlanError(f"no single PE of {', '.join(names)} can run every layer")
+    n = len(profile.layers)
+    best = None
+    for p in capable:
+        plan = evaluate(profile, [Stage((p,), 0, n - 1)], "single", pes=names, max_stages=max_stages)
+        if better(plan, best):
+            best = plan
+    return _timed(best, t0)
+
+
+def replicate(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
+    t0 = time.perf_counter()
+    names = allowed_pes(profile, pes)
+    check_feasible(profile, names)
+    capable = _whole_capable(profile, names)
+    if not capable:
+        raise PlanError(f"no PE of {', '.join(names)} can run every layer, so none can hold a copy")
+    best = None
+    for k in range(1, len(capable) + 1):
+        for members in combinations(capable, k):
+            plan = evaluate(profile, [Stage(members, 0, len(profile.layers) - 1)], "replicate",
+                            check=False)
+            if better(plan, best):
+                best = plan
+    return _timed(best, t0)
+
+
+def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
+    t0 = time.perf_counter()
+    names = allowed_pes(profile, pes)
+    check_feasible(profile, names)
+    n = len(profile.layers)
+    k = min(len(names), max_stages, n)
+    work = np.array([_flops(profile, i, names) for i in range(n)], dtype=float)
+    cum = np.cumsum(work)
+    targets = cum[-1] * np.arange(1, k) / k
+    cuts = sorted(set(int(np.searchsorted(cum, t, side="left")) + 1 for t in targets))
+    cuts = [c for c in cuts if 0 < c < n]
+    edges = [0, *cuts, n]
+    stages = [Stage((names[j],), edges[j], edges[j + 1] - 1) for j in range(len(edges) - 1)]
+    for s in stages:
+        for i in range(s.first, s.last + 1):
+            if profile.layers[i].cost_ms.get(s.pes[0]) is None:
+                raise PlanError(f"even split puts layer {i} '{profile.layers[i].name}' on "
+                                f"{s.pes[0]}, which cannot run it")
+    return _timed(evaluate(profile, stages, "even", pes=names, max_stages=max_stages), t0)
+
+
+def _flops(profile: Profile, i: int, names) -> float:
+    """A layer's FLOPs where the profile has them, else its mean cost as a stand-in."""
+    layer = profile.layers[i]
+    if "flops" in layer.extra:
+        return float(layer.extra["flops"])
+    costs = [layer.cost_ms[p] for p in names if layer.cost_ms.get(p) is not None]
+    return float(np.mean(costs)) if costs else 0.0

@@ -1,0 +1,102 @@
+"""Baselines by hand, and `hetsched plan` end to end: tables, JSON, plots, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hetsched import profile
+from hetsched.cli import main
+from hetsched.partition import make_plan
+from hetsched.partition.cost import PlanError, Stage, evaluate
+
+
+@pytest.fixture
+def example(shared_dir):
+    return shared_dir / "design" / "example-profile.json"
+
+
+def test_single_is_the_best_whole_network_pe(example):
+    prof = profile.load(example)
+    plan = make_plan(prof, "single")
+    assert [s.pes for s in plan.stages] == [("cpu0",)] and plan.bottleneck_ms == pytest.approx(44.5)
+
+
+def test_one_pe_is_best_when_transfers_dominate(example):
+    """A planner must be able to say 'one PE is best here'."""
+    d = json.loads(example.read_text())
+    d["transfer"]["default"] = {"latency_ms": 50.0, "ms_per_mb": 0.0}
+    prof = profile.from_dict(d)
+    for method in ("heuristic", "optimal"):
+        plan = make_plan(prof, method)
+        assert len(plan.stages) == 1 and plan.stages[0].pes == ("cpu0",)
+
+
+def test_replicate_takes_the_best_copies(tmp_path):
+    d = {"schema": "hetsched.profile/1", "source": "modeled",
+         "model": {"name": "r", "sha256": None, "inputs": {"x": [1]}}, "board": {"name": "r"},
+         "host": "cpu0", "pes": {"cpu0": {"kind": "cpu"}, "gpu": {"kind": "gpu"}, "dla0": {"kind": "dla"}},
+         "layers": [{"name": "a", "op": "Conv", "inputs": ["x"], "outputs": ["y"],
+                     "cost_ms": {"cpu0": 100.0, "gpu": 2.0, "dla0": 3.0}}],
+         "tensors": {"x": {"bytes": 0}, "y": {"bytes": 0}}, "graph_outputs": ["y"],
+         "transfer": {"default": {"latency_ms": 0.0, "ms_per_mb": 0.0}}}
+    plan = make_plan(profile.from_dict(d), "replicate")
+    # gpu + dla0 round robin: each serves every other frame -> max(2, 3) / 2 = 1.5 ms
+    assert set(plan.stages[0].pes) == {"gpu", "dla0"} and plan.bottleneck_ms == pytest.approx(1.5)
+
+
+def test_even_splits_by_flops(example):
+    prof = profile.load(example)
+    with pytest.raises(PlanError, match="cannot run it"):
+        make_plan(prof, "even")
+    plan = make_plan(prof, "even", pes=["cpu0"])
+    assert len(plan.stages) == 1
+
+
+def test_plan_validation_errors(example):
+    prof = profile.load(example)
+    with pytest.raises(PlanError, match="PE 'tpu', which the profile does not have"):
+        evaluate(prof, [Stage(("tpu",), 0, 4)])
+    with pytest.raises(PlanError, match="layer 0 'pre' cannot run on gpu"):
+        evaluate(prof, [Stage(("gpu",), 0, 4)])
+    with pytest.raises(PlanError, match="starts at layer 2, expected 1"):
+        evaluate(prof, [Stage(("cpu0",), 0, 0), Stage(("gpu",), 2, 4)])
+    with pytest.raises(PlanError, match="same PE group"):
+        evaluate(prof, [Stage(("cpu0",), 0, 0), Stage(("cpu0",), 1, 4)])
+    with pytest.raises(PlanError, match="different kinds"):
+        evaluate(prof, [Stage(("cpu0",), 0, 0), Stage(("gpu", "dla0"), 1, 3), Stage(("cpu0",), 4, 4)])
+    with pytest.raises(PlanError, match="max_stages=2"):
+        evaluate(prof, [Stage(("cpu0",), 0, 0), Stage(("gpu",), 1, 3), Stage(("cpu0",), 4, 4)], max_stages=2)
+    with pytest.raises(PlanError, match="replication is off"):
+        evaluate(prof, [Stage(("cpu0",), 0, 0), Stage(("dla0", "dla1"), 1, 1), Stage(("gpu",), 2, 3),
+                        Stage(("cpu0",), 4, 4)], replication=False)
+
+
+def test_plan_cli_all_json_plot(example, tmp_path, capsys):
+    out, png = tmp_path / "plan.json", tmp_path / "plan.png"
+    assert main(["plan", str(example), "--method", "all", "--json", "-o", str(out), "--plot", str(png)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"heuristic", "optimal", "single", "replicate", "even"}
+    assert doc["optimal"]["bottleneck_ms"] == pytest.approx(4.1)
+    assert doc["optimal"]["schema"] == "hetsched.plan/1"
+    assert "error" in doc["even"]
+    assert json.loads(out.read_text()) == doc
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plan", str(example), "--method", "optimal", "--pes", "cpu0,gpu", "--max-stages", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "bottleneck" in text and "fps predicted" in text
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--pes", "cpu0,tpu"], r"PE\(s\) \['tpu'\] are not in the profile"),
+    (["--pes", "gpu,dla0"], "layer 0 'pre' .* cannot run on any allowed PE"),
+    (["--max-stages", "0"], "max_stages must be at least 1"),
+])
+def test_plan_cli_errors(example, tmp_path, args, match):
+    import re
+    r = subprocess.run([sys.executable, "-m", "hetsched.cli", "plan", str(example), *args,
+                        "-o", str(tmp_path / "p.json")], capture_output=True, text=True)
+    assert r.returncode == 1 and re.search(match, r.stderr.strip())
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.json").exists()
