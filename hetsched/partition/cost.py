@@ -119,35 +119,51 @@ def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = 
         raise PlanError(f"stages end at layer {expect - 1}; the profile has layers up to {n - 1}")
 
 
+class CostIndex:
+    """What pricing a plan needs from a profile, computed once: per-PE prefix sums of compute
+    (null costs as 0: `validate` keeps nulls out of stages), each layer's inputs with the index
+    of their producer (-1 for graph inputs), and the graph outputs each layer produces."""
+
+    def __init__(self, profile: Profile):
+        producer = {t: i for i, layer in enumerate(profile.layers) for t in layer.outputs}
+        outputs = set(profile.graph_outputs)
+        self.prefix: dict[str, list[float]] = {}
+        for pe in profile.pes:
+            acc, run = [0.0], 0.0
+            for layer in profile.layers:
+                run += layer.cost_ms.get(pe) or 0.0
+                acc.append(run)
+            self.prefix[pe] = acc
+        self.inputs = [[(t, producer.get(t, -1)) for t in dict.fromkeys(layer.inputs)]
+                       for layer in profile.layers]
+        self.outputs = [[t for t in layer.outputs if t in outputs] for layer in profile.layers]
+
+
 def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
-             check: bool = True, **limits) -> Plan:
-    """The contract's cost of `stages` (validated first unless `check` is False)."""
+             check: bool = True, index: CostIndex | None = None, **limits) -> Plan:
+    """The contract's cost of `stages` (validated first unless `check` is False). Planners that
+    price many plans pass one `CostIndex` of the profile."""
     if check:
         validate(profile, stages, **limits)
-    layers = profile.layers
-    stage_of = {}
-    for j, s in enumerate(stages):
-        for i in range(s.first, s.last + 1):
-            stage_of[i] = j
-    producer_stage = {t: stage_of[i] for i, layer in enumerate(layers) for t in layer.outputs}
-    outputs = set(profile.graph_outputs)
+    index = index or CostIndex(profile)
     load = {pe: 0.0 for pe in profile.pes}
     latency = 0.0
     costs = []
+    host = profile.host
     for j, s in enumerate(stages):
         external: dict[str, str] = {}
         produced_outputs: list[str] = []
         for i in range(s.first, s.last + 1):
-            for t in layers[i].inputs:
-                src_stage = producer_stage.get(t)
-                if src_stage != j and t not in external:
-                    external[t] = profile.host if src_stage is None else stages[src_stage].pes[0]
-            produced_outputs.extend(t for t in layers[i].outputs if t in outputs)
+            for t, src_layer in index.inputs[i]:
+                if src_layer < s.first and t not in external:
+                    external[t] = host if src_layer < 0 else stages[_stage_of(stages, src_layer, j)].pes[0]
+            produced_outputs.extend(index.outputs[i])
         comp, tin, tout = {}, {}, {}
         for pe in s.pes:
-            comp[pe] = sum(layers[i].cost_ms.get(pe) or 0.0 for i in range(s.first, s.last + 1))
+            pre = index.prefix[pe]
+            comp[pe] = pre[s.last + 1] - pre[s.first]
             tin[pe] = sum(profile.transfer_ms(src, pe, profile.tensors[t]) for t, src in external.items())
-            tout[pe] = sum(profile.transfer_ms(pe, profile.host, profile.tensors[t]) for t in produced_outputs)
+            tout[pe] = sum(profile.transfer_ms(pe, host, profile.tensors[t]) for t in produced_outputs)
         sc = StageCost(comp, tin, tout)
         costs.append(sc)
         for pe in s.pes:
@@ -156,6 +172,18 @@ def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
     bottleneck = max(load.values())
     fps = 1000.0 / bottleneck if bottleneck > 0 else float("inf")
     return Plan(method, list(stages), bottleneck, fps, latency, load, costs)
+
+
+def _stage_of(stages: list[Stage], layer: int, before: int) -> int:
+    """Index of the stage (among the first `before`) that holds `layer`: stages are sorted."""
+    lo, hi = 0, before - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if stages[mid].last < layer:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def stages_from_dicts(raw: list[dict]) -> list[Stage]:

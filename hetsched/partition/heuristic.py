@@ -25,7 +25,7 @@ from itertools import permutations
 import numpy as np
 
 from ..profile import Profile
-from .cost import DEFAULT_MAX_STAGES, Plan, Stage, better, evaluate
+from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate
 from .groups import allowed_pes, check_feasible, stage_groups
 
 BISECTION_STEPS = 30
@@ -150,12 +150,12 @@ def _balance(prefix: _Prefix, order, hi: float):
     return best
 
 
-def _price(profile, order, spans, limits) -> Plan | None:
+def _price(profile, order, spans, index) -> Plan | None:
     stages = [Stage(tuple(g), a, e) for g, (a, e) in zip(order, spans)]
-    return evaluate(profile, stages, "heuristic", check=False, **limits)
+    return evaluate(profile, stages, "heuristic", check=False, index=index)
 
 
-def _refine(profile: Profile, plan: Plan, limits) -> Plan:
+def _refine(profile: Profile, plan: Plan, index: CostIndex) -> Plan:
     improved = True
     while improved:
         improved = False
@@ -171,7 +171,7 @@ def _refine(profile: Profile, plan: Plan, limits) -> Plan:
                     trial[c + 1] = Stage(stages[c + 1].pes, cut + 1, stages[c + 1].last)
                     if not all(_runnable(profile, s) for s in (trial[c], trial[c + 1])):
                         continue
-                    cand = evaluate(profile, trial, "heuristic", check=False, **limits)
+                    cand = evaluate(profile, trial, "heuristic", check=False, index=index)
                     if better(cand, plan):
                         plan, improved = cand, True
             if improved:
@@ -192,6 +192,7 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     groups = stage_groups(profile, names, replication)
     limits = {"pes": names, "max_stages": max_stages, "replication": replication}
     prefix = _Prefix(profile, names)
+    index = CostIndex(profile)
     # any order's greedy fill succeeds at the sum of the slowest costs, so that bounds the search
     hi = max(float(prefix.sum[p][-1]) for p in names) * max(len(g) for g in groups) + 1.0
     priced: list[Plan] = []
@@ -199,7 +200,7 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         spans = _balance(prefix, order, hi)
         if spans is None:
             continue
-        priced.append(_price(profile, order, spans, limits))
+        priced.append(_price(profile, order, spans, index))
     if not priced:
         from .cost import PlanError
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
@@ -207,9 +208,9 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     priced.sort(key=lambda p: p.key())
     best = None
     for plan in priced[:REFINE_TOP]:
-        plan = _refine(profile, plan, limits)
+        plan = _refine(profile, plan, index)
         if better(plan, best):
             best = plan
-    best = evaluate(profile, best.stages, "heuristic", **limits)
+    best = evaluate(profile, best.stages, "heuristic", index=index, **limits)
     best.solve_ms = (time.perf_counter() - t0) * 1e3
     return best
