@@ -160,18 +160,22 @@ def cmd_devices(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job until the runtime exists: build a zoo detector, profile it on this machine's
-    CPU PEs (cached by model hash and PE list), and print the profile summary."""
+    CPU PEs (cached by model hash and PE list), print the profile summary, then plan it with
+    every method and show the best plan."""
     from . import graph, profile
     from .models.zoo import build_zoo
     from .profiler.cpu import profile_cpu
     from .profiler.pes import parse_pes, usable_cores
+    from . import plots
+    from .partition import METHODS, make_plan
+    from .partition.report import format_comparison, format_plan
     from .plots import layer_costs
     from .summary import format_summary
     work = Path(args.workdir)
     pe_spec = args.pe or ",".join(f"cpu{c}" for c in sorted(usable_cores()))
     pes = parse_pes(pe_spec)
     model_path = work / f"{args.model}-{args.size}.onnx"
-    print(f"[1/3] building zoo model {args.model} at {args.size} -> {model_path}")
+    print(f"[1/4] building zoo model {args.model} at {args.size} -> {model_path}")
     _save_model(build_zoo(args.model, args.size), model_path)
     g = graph.load(model_path)
     prof_path = work / f"{args.model}-{args.size}.{pe_spec.replace(',', '_')}.profile.json"
@@ -180,23 +184,37 @@ def cmd_demo(args) -> int:
         try:
             prof = profile.load(prof_path)
             profile.check_model(prof, g, str(prof_path))
-            print(f"[2/3] using cached profile {prof_path} (--refresh to measure again)")
+            print(f"[2/4] using cached profile {prof_path} (--refresh to measure again)")
         except HetschedError as e:
-            print(f"[2/3] cached profile unusable ({e}); measuring again")
+            print(f"[2/4] cached profile unusable ({e}); measuring again")
             prof = None
     if prof is None:
-        print(f"[2/3] profiling {len(g)} layers on {pe_spec} ({args.runs} runs each)")
+        print(f"[2/4] profiling {len(g)} layers on {pe_spec} ({args.runs} runs each)")
         prof = profile_cpu(g, pes, runs=args.runs, warmup=args.warmup, progress=Progress())
         profile.save(prof, prof_path)
-    print("[3/3] profile summary\n")
+    print("[3/4] profile summary\n")
     print(format_summary(prof))
-    plot = work / f"{args.model}-{args.size}.layers.png"
+    print("\n[4/4] planning (predicted by the contract's cost model; the runtime that would "
+          "measure it is not built yet)\n")
+    plans = {}
+    for method in METHODS:
+        try:
+            plans[method] = make_plan(prof, method)
+        except HetschedError as e:
+            plans[method] = str(e)
+    print(format_comparison(plans))
+    best = min((p for p in plans.values() if not isinstance(p, str)), key=lambda p: p.key())
+    print(f"\nbest: {best.method}\n{format_plan(prof, best)}")
+    charts = []
     try:
-        layer_costs(prof, plot)
-        print(f"\nper-layer cost chart: {plot}")
+        layer_costs(prof, work / f"{args.model}-{args.size}.layers.png")
+        plots.plan(prof, best, work / f"{args.model}-{args.size}.plan.png")
+        charts = [f"{args.model}-{args.size}.layers.png", f"{args.model}-{args.size}.plan.png"]
     except HetschedError as e:
-        print(f"\n(no chart: {e})")
-    print(f"profile: {prof_path}")
+        print(f"\n(no charts: {e})")
+    print(f"\nprofile: {prof_path}")
+    for c in charts:
+        print(f"chart: {work / c}")
     return 0
 
 

@@ -39,7 +39,7 @@ def test_profile_is_contract_valid(tmp_path):
 @pytest.mark.parametrize("name", list(ZOO))
 def test_sum_of_layers_matches_whole_model(name):
     g = graph.load(build_zoo(name, 416))
-    prof = profile_cpu(g, _pes()[:1], runs=5, warmup=2)
+    prof = profile_cpu(g, _pes()[:1], runs=7, warmup=2)
     for pe in prof.pes:
         whole = prof.board["whole_model_ms"][pe]
         summed = sum(l.cost_ms[pe] for l in prof.layers)

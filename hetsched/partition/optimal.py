@@ -3,75 +3,43 @@ latency, then to fewer stages.
 
 Why not the textbook dynamic program over (boundary, set of PEs used): the contract lets a PE
 serve several non-adjacent stages (JEDI's GPU, DLA0, DLA1, GPU) and charges a tensor that skips
-stages by the PE of the stage that produced it, so the cost of a stage depends on more than its
-own boundaries and PE. This is instead a dynamic program over layers, one layer at a time, whose
-state is
+stages by the PE of the stage that produced it, so a stage's cost depends on more than its own
+boundaries and PE. This is a dynamic program over layers, one layer at a time, whose state is
 
     (group of the open stage, for each live tensor: the first PE of its producer's group and
-     whether the open stage already has it)
+     whether the open stage already has it, number of stages so far)
 
-and whose value is the Pareto frontier of (load of every PE, latency, number of stages) over all
-partial plans reaching that state, each partial plan kept with a back-pointer. Appending a layer
-either extends the open stage or opens a stage on another group. Because the objective is the
-maximum load, a partial plan that is no better than another in every coordinate can never finish
-ahead of it, so dropping dominated entries keeps the search exact; so does dropping entries whose
-lower bound (their own maximum load, or the work still to place spread evenly over all PEs)
-exceeds a known plan's bottleneck (the heuristic's, by default).
+and whose value is the Pareto frontier of the per-PE load vectors of all partial plans reaching
+that state (numpy arrays, with back-pointers). Appending a layer either extends the open stage or
+opens one on another group. Since the bottleneck is the maximum load, a partial plan whose loads
+are all no lower than another's in the same state can never finish ahead of it, so dropping it
+keeps the search exact; so does dropping any whose lower bound (its own largest load, or the work
+still to place spread evenly over all PEs) exceeds the heuristic's bottleneck.
 
-A PE leaving a stage may also *retire* (serve no later stage): its load then folds into one
-running maximum and leaves the state, and the lower bound uses only the PEs still available, so a
-state that retired a PE some later layer needs dies at once.
+Phase 1 finds the minimum bottleneck B*. Phase 2 runs the same search with the bound B* and
+latency as one more label coordinate, and picks by the contract's order (`cost.better`).
 
-Complexity: O(n * G * S * F^2) for n layers, G stage groups, S distinct states per layer (G times
-the sources of the live tensors, which detection networks keep at 1-4, times the retired sets)
-and F the frontier size. F is exponential in the worst case, and in practice too: with PE reuse
-the problem is a partition problem (NP-complete once the PE order may vary, Pinar et al., JPDC
-2008), and every split of the work that the bound cannot yet refute stays on the frontier.
-Measured on the 2-core VM: the 260 random instances of up to 5 layers in the tests take
-milliseconds each; the 23-layer tiny-yolov2 profile over cpu0 and cpu1 takes about 55 s (frontiers
-of ~1000 entries per state by layer 17). The search therefore stops at `time_limit_s` with a
-PlanError rather than run on.
+Complexity: O(n * S * G * F * D) per phase for n layers, S states per layer (G groups times the
+sources of the live tensors, which detection networks keep at 1-4, times the stage counts), D
+PEs and F the frontier size. F is exponential in the worst case: once a PE may serve several
+stages, balancing is a partition problem (NP-complete when the PE order may vary, Pinar et al.,
+JPDC 2008), and every split of the work that the bound cannot yet refute stays on the frontier.
+The search therefore stops at `time_limit_s` with a PlanError rather than run on;
+scripts/partition_bench.py reports where it finishes.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ..profile import Profile
+from . import pareto
 from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
 from .groups import allowed_pes, check_feasible, runnable, stage_groups
 
 _TIE = 1e-9
-
-
-class _Entry:
-    __slots__ = ("loads", "retired_max", "latency", "stages", "parent", "group", "opened")
-
-    def __init__(self, loads, retired_max, latency, stages, parent, group, opened):
-        self.loads = loads              # tuple, one per allowed PE (0 for retired PEs)
-        self.retired_max = retired_max  # the largest load of a PE that will not be used again
-        self.latency = latency
-        self.stages = stages
-        self.parent = parent            # _Entry before this layer, or None
-        self.group = group              # index into groups
-        self.opened = opened            # True when this layer starts a new stage
-
-
-def _dominated(e: _Entry, f: _Entry) -> bool:
-    """Is e no better than f in every coordinate?"""
-    if f.latency > e.latency or f.stages > e.stages or f.retired_max > e.retired_max:
-        return False
-    return all(b <= a for a, b in zip(e.loads, f.loads))
-
-
-def _insert(frontier: list[_Entry], e: _Entry) -> None:
-    for f in frontier:
-        if _dominated(e, f):
-            return
-    frontier[:] = [f for f in frontier if not _dominated(f, e)]
-    frontier.append(e)
-
-
 DEFAULT_TIME_LIMIT_S = 10.0
 
 
@@ -93,166 +61,184 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         except PlanError:
             upper_bound = None
     deadline = None if time_limit_s is None else t0 + time_limit_s
-    stages = _search(profile, names, groups, max_stages, upper_bound, deadline)
-    if stages is None and upper_bound is not None:
-        stages = _search(profile, names, groups, max_stages, None, deadline)
-    if stages is None:
+    search = _Search(profile, names, groups, max_stages, deadline)
+    bound = np.inf if upper_bound is None else upper_bound * (1 + 2 * _TIE) + 1e-12
+    found = search.run(bound, with_latency=False)
+    if found is None:
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
+    best = found.bottleneck_ms
+    stages = search.run(best * (1 + 2 * _TIE) + 1e-12, with_latency=True).stages
     plan = evaluate(profile, stages, "optimal", pes=names, max_stages=max_stages,
                     replication=replication)
     plan.solve_ms = (time.perf_counter() - t0) * 1e3
     return plan
 
 
-def _search(profile: Profile, names, groups, max_stages, upper_bound, deadline=None):
-    layers = profile.layers
-    n = len(layers)
-    idx = {p: k for k, p in enumerate(names)}
-    npe = len(names)
-    host = profile.host
-    outputs = set(profile.graph_outputs)
-    last_use: dict[str, int] = {}
-    for i, layer in enumerate(layers):
-        for t in layer.inputs:
-            last_use[t] = i
-    # live[i]: tensors available before layer i and still needed at or after it
-    live = []
-    current = list(profile.graph_inputs())
-    for i in range(n):
-        live.append(tuple(current))
-        current = [t for t in current if last_use.get(t, -1) > i]
-        current += [t for t in layers[i].outputs if last_use.get(t, -1) > i]
-    live.append(tuple(current))
-    pos = [{t: k for k, t in enumerate(lv)} for lv in live]
-    rem = _remaining_work(profile, names)
-    xfer_cache: dict = {}
+class _Search:
+    def __init__(self, profile: Profile, names, groups, max_stages, deadline):
+        self.profile = profile
+        self.names = names
+        self.groups = groups
+        self.max_stages = max_stages
+        self.deadline = deadline
+        layers = profile.layers
+        n = len(layers)
+        last_use: dict[str, int] = {}
+        for i, layer in enumerate(layers):
+            for t in layer.inputs:
+                last_use[t] = i
+        # live[i]: tensors available before layer i and still needed at or after it
+        self.live = []
+        current = list(profile.graph_inputs())
+        for i in range(n):
+            self.live.append(tuple(current))
+            current = [t for t in current if last_use.get(t, -1) > i]
+            current += [t for t in layers[i].outputs if last_use.get(t, -1) > i]
+        self.live.append(tuple(current))
+        self.pos = [{t: k for k, t in enumerate(lv)} for lv in self.live]
+        self.weights, self.suffix = _dual_bound(profile, names)
+        self.xfer_cache: dict = {}
 
-    def xfer(src, dst, t):
+    def xfer(self, src, dst, t):
         key = (src, dst, t)
-        v = xfer_cache.get(key)
+        v = self.xfer_cache.get(key)
         if v is None:
-            v = xfer_cache[key] = profile.transfer_ms(src, dst, profile.tensors[t])
+            v = self.xfer_cache[key] = self.profile.transfer_ms(src, dst, self.profile.tensors[t])
         return v
 
-    bound = float("inf") if upper_bound is None else upper_bound * (1 + 2 * _TIE) + 1e-12
-    ctx0 = tuple((host, False) for _ in live[0])
-    no_retired = frozenset()
-    # frontier: (group, ctx, retired PEs) -> entries; the start state has group -1, no stage
-    frontier: dict = {(-1, ctx0, no_retired): [_Entry(tuple([0.0] * npe), 0.0, 0.0, 0, None, -1, False)]}
-    for i in range(n):
-        layer = layers[i]
-        ins = [pos[i][t] for t in dict.fromkeys(layer.inputs)]
-        outs_here = [t for t in layer.outputs if t in outputs]
-        carry = [pos[i].get(t) for t in live[i + 1]]
-        ok = [runnable(profile, g, i) for g in groups]
-        nxt: dict = {}
-        for (g, ctx, retired), entries in frontier.items():
-            if deadline is not None and time.perf_counter() > deadline:
-                size = sum(len(v) for v in frontier.values())
+    def run(self, bound: float, with_latency: bool):
+        profile, names, groups = self.profile, self.names, self.groups
+        layers = profile.layers
+        n, npe = len(layers), len(names)
+        idx = {p: k for k, p in enumerate(names)}
+        outputs = set(profile.graph_outputs)
+        host = profile.host
+        width = npe + (1 if with_latency else 0)
+        ctx0 = tuple((host, False) for _ in self.live[0])
+        keys = [(-1, ctx0, 0)]
+        labels = [np.zeros((1, width))]
+        history = []  # per layer: (keys, parent key index arrays, parent row arrays)
+        for i in range(n):
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                size = sum(len(x) for x in labels)
                 raise PlanError(f"the exact search reached its time limit at layer {i} of {n} "
                                 f"({size} partial plans on the frontier); this profile is too "
                                 f"large for the exact planner")
-            for h, group in enumerate(groups):
-                if not ok[h] or retired.intersection(group):
-                    continue
-                opened = h != g
-                if opened and entries[0].stages >= max_stages and all(e.stages >= max_stages for e in entries):
-                    continue
-                base = ctx if not opened else tuple((src, False) for src, _ in ctx)
-                inc = []
-                for p in group:
-                    c = layer.cost_ms[p]
+            layer = layers[i]
+            ins = [self.pos[i][t] for t in dict.fromkeys(layer.inputs)]
+            outs_here = [t for t in layer.outputs if t in outputs]
+            carry = [self.pos[i].get(t) for t in self.live[i + 1]]
+            ok = [runnable(profile, g, i) for g in groups]
+            cand: dict = {}
+            for ki, ((g, ctx, s), lab) in enumerate(zip(keys, labels)):
+                for h, group in enumerate(groups):
+                    if not ok[h]:
+                        continue
+                    opened = h != g
+                    s2 = s + 1 if opened else s
+                    if s2 > self.max_stages:
+                        continue
+                    base = ctx if not opened else tuple((src, False) for src, _ in ctx)
+                    inc = np.zeros(width)
+                    for p in group:
+                        c = layer.cost_ms[p]
+                        for q in ins:
+                            src, have = base[q]
+                            if not have:
+                                c += self.xfer(src, p, self.live[i][q])
+                        for t in outs_here:
+                            c += self.xfer(p, host, t)
+                        inc[idx[p]] += c / len(group)
+                        if with_latency and p == group[0]:
+                            inc[npe] = c
+                    new_ctx = list(base)
                     for q in ins:
-                        src, have = base[q]
-                        if not have:
-                            c += xfer(src, p, live[i][q])
-                    for t in outs_here:
-                        c += xfer(p, host, t)
-                    inc.append(c / len(group))
-                new_ctx = list(base)
-                for q in ins:
-                    new_ctx[q] = (new_ctx[q][0], True)
-                ctx2 = tuple(new_ctx[q] if q is not None else (group[0], True) for q in carry)
-                lat_inc = inc[0] * len(group)
-                # PEs leaving with this stage change may retire (never serve again)
-                leaving = [p for p in (groups[g] if g >= 0 and opened else ()) if p not in group]
-                for r in range(len(leaving) + 1) if leaving else (0,):
-                    for gone in _subsets(leaving, r):
-                        retired2 = retired.union(gone) if gone else retired
-                        key = (h, ctx2, retired2)
-                        avail = [k for k, p in enumerate(names) if p not in retired2]
-                        rem_here = rem[frozenset(names[k] for k in avail)][i + 1]
-                        slot = None
-                        for e in entries:
-                            stages = e.stages + (1 if opened else 0)
-                            if stages > max_stages:
-                                continue
-                            loads = list(e.loads)
-                            for p, c in zip(group, inc):
-                                loads[idx[p]] += c
-                            rmax = e.retired_max
-                            for p in gone:
-                                rmax = max(rmax, loads[idx[p]])
-                                loads[idx[p]] = 0.0
-                            top = max(max(loads), rmax)
-                            if top > bound:
-                                continue
-                            if (sum(loads[k] for k in avail) + rem_here) / len(avail) > bound:
-                                continue
-                            if slot is None:
-                                slot = nxt.setdefault(key, [])
-                            _insert(slot, _Entry(tuple(loads), rmax, e.latency + lat_inc, stages,
-                                                 e, h, opened))
-        frontier = {k: v for k, v in nxt.items() if v}
-        if not frontier:
-            return None
-    best_plan = None
-    for entries in frontier.values():
-        for e in entries:
-            cand = Plan("optimal", _stages(e, groups, n), max(max(e.loads), e.retired_max), 0.0,
-                        e.latency, {}, [])
-            if better(cand, best_plan):
-                best_plan = cand
-    return best_plan.stages if best_plan is not None else None
+                        new_ctx[q] = (new_ctx[q][0], True)
+                    ctx2 = tuple(new_ctx[q] if q is not None else (group[0], True) for q in carry)
+                    nxt = lab + inc
+                    loads = nxt[:, :npe]
+                    keep = loads.max(axis=1) <= bound
+                    keep &= (loads @ self.weights.T + self.suffix[i + 1]).max(axis=1) <= bound
+                    if not keep.any():
+                        continue
+                    rows = np.flatnonzero(keep)
+                    cand.setdefault((h, ctx2, s2), []).append((nxt[rows], ki, rows))
+            keys, labels, parents = [], [], []
+            for key, parts in cand.items():
+                lab = np.vstack([p[0] for p in parts])
+                pk = np.concatenate([np.full(len(p[2]), p[1]) for p in parts])
+                pr = np.concatenate([p[2] for p in parts])
+                sel = pareto.minimal(lab)
+                keys.append(key)
+                labels.append(lab[sel])
+                parents.append((pk[sel], pr[sel]))
+            if not keys:
+                return None
+            history.append((keys, parents))
+        best, where = None, None
+        for ki, (key, lab) in enumerate(zip(keys, labels)):
+            tops = lab[:, :npe].max(axis=1)
+            for r in np.argsort(tops, kind="stable")[: (len(tops) if with_latency else 1)]:
+                cand_plan = Plan("optimal", [], float(tops[r]), 0.0,
+                                 float(lab[r, npe]) if with_latency else 0.0, {}, [])
+                cand_plan.stages = [None] * key[2]  # only the count matters to `better`
+                if better(cand_plan, best):
+                    best, where = cand_plan, (ki, int(r))
+        best.stages = self._stages(history, *where)
+        return best
+
+    def _stages(self, history, ki: int, row: int) -> list[Stage]:
+        n = len(history)
+        group_at = [0] * n
+        for i in range(n - 1, -1, -1):
+            keys, parents = history[i]
+            group_at[i] = keys[ki][0]
+            pk, pr = parents[ki]
+            ki, row = int(pk[row]), int(pr[row])
+        stages = []
+        start = 0
+        for i in range(1, n + 1):
+            if i == n or group_at[i] != group_at[start]:
+                stages.append(Stage(tuple(self.groups[group_at[start]]), start, i - 1))
+                start = i
+        return stages
 
 
-def _subsets(items, r):
-    from itertools import combinations
-    return combinations(items, r)
+def _dual_bound(profile: Profile, names, iterations: int = 200):
+    """Weights for the Lagrangian lower bound on the bottleneck.
 
-
-def _remaining_work(profile: Profile, names) -> dict:
-    """For every set of PEs: suffix sums of each layer's cheapest cost on that set (inf where a
-    layer cannot run on any of them, which prunes every state that retired too early)."""
-    from itertools import combinations
+    For weights w >= 0 summing to 1, and any plan, max_p load(p) >= sum_p w_p load(p) >=
+    sum_p w_p L_p + sum over the layers still to place of min_p w_p c(l, p), where L_p is the load
+    so far (transfers only add). The best w is the dual of the fractional assignment LP; uniform
+    weights give the plain 'work spread evenly' bound, which is weak when one PE is 20 times
+    faster than another. Returns W (k x PEs) and suffix sums S (n+1 x k) of the per-layer term,
+    for the uniform weights and the ones that maximise the bound over suffixes starting at a few
+    layers (found by exponentiated-gradient ascent, which keeps w on the simplex)."""
     layers = profile.layers
-    n = len(layers)
-    out = {}
-    for k in range(1, len(names) + 1):
-        for subset in combinations(names, k):
-            suffix = [0.0] * (n + 1)
-            for i in range(n - 1, -1, -1):
-                costs = [layers[i].cost_ms[p] for p in subset if layers[i].cost_ms.get(p) is not None]
-                suffix[i] = suffix[i + 1] + (min(costs) if costs else float("inf"))
-            out[frozenset(subset)] = suffix
-    return out
-
-
-def _stages(e: _Entry, groups, n: int) -> list[Stage]:
-    opened_at = []
-    i = n - 1
-    while e is not None and e.group >= 0:
-        if e.opened:
-            opened_at.append((i, groups[e.group]))
-        e = e.parent
-        i -= 1
-    opened_at.reverse()
-    stages = []
-    for k, (start, group) in enumerate(opened_at):
-        end = opened_at[k + 1][0] - 1 if k + 1 < len(opened_at) else n - 1
-        stages.append(Stage(tuple(group), start, end))
-    return stages
-
-
-__all__ = ["solve", "better"]
+    n, d = len(layers), len(names)
+    cost = np.array([[l.cost_ms[p] if l.cost_ms.get(p) is not None else np.inf for p in names]
+                     for l in layers])
+    vectors = [np.full(d, 1.0 / d)]
+    for start in sorted({0, n // 4, n // 2, (3 * n) // 4}):
+        part = cost[start:]
+        w = np.full(d, 1.0 / d)
+        best_w, best_v = w, -np.inf
+        scale = float(np.where(np.isinf(part), 0.0, part).sum(axis=0).max()) or 1.0
+        for k in range(iterations):
+            term = w * part
+            arg = np.argmin(term, axis=1)
+            value = term[np.arange(len(part)), arg].sum()
+            if value > best_v:
+                best_v, best_w = value, w.copy()
+            grad = np.bincount(arg, weights=part[np.arange(len(part)), arg], minlength=d) - value
+            w = w * np.exp(2.0 * grad / scale / np.sqrt(k + 1))
+            w /= w.sum()
+        vectors.append(best_w)
+    weights = np.array(vectors)
+    with np.errstate(invalid="ignore"):
+        per_layer = np.min(weights[None, :, :] * cost[:, None, :], axis=2)  # (n, k); 0*inf -> nan
+    per_layer = np.where(np.isnan(per_layer), 0.0, per_layer)
+    suffix = np.zeros((n + 1, len(weights)))
+    suffix[:n] = np.cumsum(per_layer[::-1], axis=0)[::-1]
+    return weights, suffix

@@ -1,0 +1,44 @@
+"""Pareto-minimal rows of a matrix (every column to be minimised), vectorised with numpy.
+
+Used by the exact planner, whose labels are small vectors (one load per PE, sometimes latency).
+Two columns: a sort and a running minimum, O(N log N). More: rows sorted by their sum (a row
+can only be dominated by one that sorts before it), then each block of rows is checked against
+the rows kept so far and the rows before it in the block, O(N * F) comparisons in numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_BLOCK = 256
+
+
+def minimal(rows: np.ndarray) -> np.ndarray:
+    """Indices of the rows that no other row dominates (<= everywhere); of identical rows, one."""
+    n, d = rows.shape
+    if n <= 1:
+        return np.arange(n)
+    if d == 1:
+        return np.array([int(np.argmin(rows[:, 0]))])
+    if d == 2:
+        order = np.lexsort((rows[:, 1], rows[:, 0]))
+        y = rows[order, 1]
+        best_before = np.concatenate([[np.inf], np.minimum.accumulate(y)[:-1]])
+        return order[y < best_before]
+    # sorted by sum, then row by row: a row can only be dominated by one before it, and a row
+    # that equals a later one keeps it out (one of identical rows survives)
+    order = np.lexsort(tuple(rows[:, k] for k in range(d - 1, -1, -1)) + (rows.sum(axis=1),))
+    srt = rows[order]
+    kept = []
+    kept_rows = np.empty((0, d))
+    for start in range(0, n, _BLOCK):
+        block = srt[start:start + _BLOCK]
+        dom = np.zeros(len(block), bool)
+        if len(kept_rows):
+            dom |= (kept_rows[None, :, :] <= block[:, None, :]).all(axis=2).any(axis=1)
+        within = (block[None, :, :] <= block[:, None, :]).all(axis=2)  # [k, j]: row j <= row k
+        dom |= np.tril(within, -1).any(axis=1)
+        survivors = np.flatnonzero(~dom)
+        kept.append(start + survivors)
+        kept_rows = np.vstack([kept_rows, block[survivors]])
+    return order[np.concatenate(kept)]
