@@ -23,46 +23,32 @@ from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
 from .groups import allowed_pes, check_feasible
 
 
-def _whole_capable(profile: Profile, names: list[str]) -> list[str]:
-    return [p for p in names if all(l.cost_ms.get(p) is not None for l in profile.layers)]
-
-
-def _timed(plan: Plan, t0: float) -> Plan:
-    plan.solve_ms = (time.perf_counter() - t0) * 1e3
-    return plan
+def _best_copies(profile: Profile, pes, method: str, sizes) -> Plan:
+    """The best whole-network plan over `sizes` PEs (round robin when more than one) among the
+    allowed PEs that can run every layer."""
+    t0 = time.perf_counter()
+    names = allowed_pes(profile, pes)
+    check_feasible(profile, names)
+    capable = [p for p in names if all(l.cost_ms.get(p) is not None for l in profile.layers)]
+    if not capable:
+        raise PlanError(f"no PE of {', '.join(names)} can run every layer on its own")
+    last = len(profile.layers) - 1
+    best = None
+    for k in sizes(len(capable)):
+        for members in combinations(capable, k):
+            plan = evaluate(profile, [Stage(members, 0, last)], method, check=False)
+            if better(plan, best):
+                best = plan
+    best.solve_ms = (time.perf_counter() - t0) * 1e3
+    return best
 
 
 def single(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
-    t0 = time.perf_counter()
-    names = allowed_pes(profile, pes)
-    check_feasible(profile, names)
-    capable = _whole_capable(profile, names)
-    if not capable:
-        raise PlanError(f"no single PE of {', '.join(names)} can run every layer")
-    n = len(profile.layers)
-    best = None
-    for p in capable:
-        plan = evaluate(profile, [Stage((p,), 0, n - 1)], "single", pes=names, max_stages=max_stages)
-        if better(plan, best):
-            best = plan
-    return _timed(best, t0)
+    return _best_copies(profile, pes, "single", lambda n: [1])
 
 
 def replicate(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
-    t0 = time.perf_counter()
-    names = allowed_pes(profile, pes)
-    check_feasible(profile, names)
-    capable = _whole_capable(profile, names)
-    if not capable:
-        raise PlanError(f"no PE of {', '.join(names)} can run every layer, so none can hold a copy")
-    best = None
-    for k in range(1, len(capable) + 1):
-        for members in combinations(capable, k):
-            plan = evaluate(profile, [Stage(members, 0, len(profile.layers) - 1)], "replicate",
-                            check=False)
-            if better(plan, best):
-                best = plan
-    return _timed(best, t0)
+    return _best_copies(profile, pes, "replicate", lambda n: range(1, n + 1))
 
 
 def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
@@ -83,7 +69,9 @@ def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX
             if profile.layers[i].cost_ms.get(s.pes[0]) is None:
                 raise PlanError(f"even split puts layer {i} '{profile.layers[i].name}' on "
                                 f"{s.pes[0]}, which cannot run it")
-    return _timed(evaluate(profile, stages, "even", pes=names, max_stages=max_stages), t0)
+    plan = evaluate(profile, stages, "even", pes=names, max_stages=max_stages)
+    plan.solve_ms = (time.perf_counter() - t0) * 1e3
+    return plan
 
 
 def _flops(profile: Profile, i: int, names) -> float:

@@ -17,7 +17,8 @@ keeps the search exact; so does dropping any whose lower bound (its own largest 
 still to place spread evenly over all PEs) exceeds the heuristic's bottleneck.
 
 Phase 1 finds the minimum bottleneck B*. Phase 2 runs the same search with the bound B* and
-latency as one more label coordinate, and picks by the contract's order (`cost.better`).
+latency as one more label coordinate, bounded by the latency of phase 1's plan, and picks by the
+contract's order (`cost.better`).
 
 Complexity: O(n * S * G * F * D) per phase for n layers, S states per layer (G groups times the
 sources of the live tensors, which detection networks keep at 1-4, times the stage counts), D
@@ -67,8 +68,10 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     if found is None:
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
-    best = found.bottleneck_ms
-    stages = search.run(best * (1 + 2 * _TIE) + 1e-12, with_latency=True).stages
+    # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above
+    first = evaluate(profile, found.stages, "optimal", check=False)
+    stages = search.run(found.bottleneck_ms * (1 + 2 * _TIE) + 1e-12, with_latency=True,
+                        latency_bound=first.latency_ms * (1 + 2 * _TIE) + 1e-12).stages
     plan = evaluate(profile, stages, "optimal", pes=names, max_stages=max_stages,
                     replication=replication)
     plan.solve_ms = (time.perf_counter() - t0) * 1e3
@@ -98,6 +101,11 @@ class _Search:
         self.live.append(tuple(current))
         self.pos = [{t: k for k, t in enumerate(lv)} for lv in self.live]
         self.weights, self.suffix = _dual_bound(profile, names)
+        # every remaining layer adds at least its cheapest cost to the latency
+        self.min_rest = [0.0] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            self.min_rest[i] = self.min_rest[i + 1] + min(
+                layers[i].cost_ms[p] for p in names if layers[i].cost_ms.get(p) is not None)
         self.xfer_cache: dict = {}
 
     def xfer(self, src, dst, t):
@@ -107,7 +115,7 @@ class _Search:
             v = self.xfer_cache[key] = self.profile.transfer_ms(src, dst, self.profile.tensors[t])
         return v
 
-    def run(self, bound: float, with_latency: bool):
+    def run(self, bound: float, with_latency: bool, latency_bound: float = np.inf):
         profile, names, groups = self.profile, self.names, self.groups
         layers = profile.layers
         n, npe = len(layers), len(names)
@@ -160,6 +168,8 @@ class _Search:
                     loads = nxt[:, :npe]
                     keep = loads.max(axis=1) <= bound
                     keep &= (loads @ self.weights.T + self.suffix[i + 1]).max(axis=1) <= bound
+                    if with_latency:
+                        keep &= nxt[:, npe] + self.min_rest[i + 1] <= latency_bound
                     if not keep.any():
                         continue
                     rows = np.flatnonzero(keep)
