@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RAPIDOCR := rapidocr==3.10.0
 
-.PHONY: install dev models demo test clean
+.PHONY: install plot dev models demo test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
+
+# matplotlib is an optional extra; the demo draws its charts with it
+plot: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[plot]'
 
 # The PP-OCR detector lives inside the rapidocr wheel; --no-deps keeps its unrelated
 # requirements (opencv-python, Pillow, requests, ...) off the machine.
@@ -24,7 +28,7 @@ dev: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,models]'
 	$(BIN)/python -m pip install -q --no-deps $(RAPIDOCR)
 
-demo: install
+demo: plot
 	$(BIN)/hetsched demo
 
 test: dev
