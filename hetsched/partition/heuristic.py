@@ -12,8 +12,8 @@ stage times match, then refine.
    the best few are refined by moving single cut points while the contract's order improves.
 
 Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps, S stages) plus
-O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes); about 0.1 s for 300
-layers over 4 PEs. It cannot place a PE in two stages (JEDI's GPU, DLA0, DLA1, GPU); the exact
+O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes); 30-50 ms for 300
+layers over 4 PEs on the 2-core VM (scripts/partition_bench.py --synthetic). It cannot place a PE in two stages (JEDI's GPU, DLA0, DLA1, GPU); the exact
 planner can, and `scripts/partition_bench.py` reports how much that costs.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from ..profile import Profile
 from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate
-from .groups import allowed_pes, check_feasible, stage_groups
+from .groups import allowed_pes, check_feasible, runnable, stage_groups
 
 BISECTION_STEPS = 30
 REFINE_TOP = 3
@@ -150,7 +150,7 @@ def _balance(prefix: _Prefix, order, hi: float):
     return best
 
 
-def _price(profile, order, spans, index) -> Plan | None:
+def _price(profile, order, spans, index) -> Plan:
     stages = [Stage(tuple(g), a, e) for g, (a, e) in zip(order, spans)]
     return evaluate(profile, stages, "heuristic", check=False, index=index)
 
@@ -180,8 +180,7 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex) -> Plan:
 
 
 def _runnable(profile: Profile, s: Stage) -> bool:
-    return all(profile.layers[i].cost_ms.get(p) is not None
-               for i in range(s.first, s.last + 1) for p in s.pes)
+    return all(runnable(profile, s.pes, i) for i in range(s.first, s.last + 1))
 
 
 def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
