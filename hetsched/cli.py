@@ -158,44 +158,111 @@ def cmd_devices(args) -> int:
     return 0
 
 
+def _print_stop(e, as_json: bool) -> int:
+    from .runtime.pipeline import Stopped
+    if e.report is not None:
+        if as_json:
+            print(json.dumps({"report": e.report.to_dict()}, indent=1))
+        else:
+            print(e.report.format())
+    print(f"hetsched: {e}", file=sys.stderr)
+    return 143 if isinstance(e, Stopped) and e.reason == "SIGTERM" else (
+        130 if isinstance(e, Stopped) else 1)
+
+
+def _run_spec(args):
+    from .runtime import spec as specmod
+    if args.spec:
+        if args.model or args.plan:
+            raise HetschedError("give either a SPEC.yaml or --model with --plan, not both")
+        spec = specmod.load(args.spec)
+    else:
+        if not (args.model and args.plan):
+            raise HetschedError("give a pipeline SPEC.yaml, or --model M.onnx with --plan PLAN.json")
+        spec = specmod.from_dict({"model": {"onnx": args.model}, "plan": {"file": args.plan},
+                                  "profile": args.profile, "frames": None}, "command line")
+    if args.source:
+        spec.source = args.source
+    if args.frames is not None:
+        spec.frames = args.frames
+    for key in ("jsonl", "video", "dump"):
+        if getattr(args, key):
+            spec.sink[key] = getattr(args, key)
+    if args.emulate:
+        spec.emulate = args.emulate
+    if args.buffers:
+        spec.buffers = args.buffers
+    if args.mode:
+        spec.mode = args.mode
+    if args.profile:
+        spec.profile = args.profile
+    return spec
+
+
+def cmd_run(args) -> int:
+    from . import job, profile
+    from .partition.report import format_plan
+    from .runtime.pipeline import PipelineError, Stopped
+    from .runtime.sources import open_source
+    spec = _run_spec(args)
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    g, _ = job.load_model(spec.model, spec.workdir)
+    prof = None
+    if spec.profile:
+        prof = profile.load(spec.profile)
+        profile.check_model(prof, g, spec.profile)
+    elif "method" in spec.plan:
+        prof, _ = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
+                                     progress=Progress(), say=say)
+    plan = job.plan_for(prof, spec.plan, spec.pes, len(g))
+    if prof is not None and not args.json:
+        print(format_plan(prof, plan) + "\n")
+    source = open_source(spec.source, spec.frames)
+    pipe = job.build_pipeline(g, prof, plan, spec, source)
+    say(f"running {spec.source} through {len(plan.stages)} stage(s) "
+        f"({spec.frames if spec.frames is not None else 'all'} frames, Ctrl-C stops)")
+    try:
+        report = pipe.run()
+    except (PipelineError, Stopped) as e:
+        return _print_stop(e, args.json)
+    doc = {"plan": plan.to_dict(), "predicted_fps": None if plan.throughput_fps != plan.throughput_fps
+           else plan.throughput_fps, "report": report.to_dict()}
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        print(report.format())
+        if doc["predicted_fps"]:
+            print(f"predicted {plan.throughput_fps:.2f} fps (contract bound from the profile), "
+                  f"measured {report.fps:.2f} fps")
+        for key, path in spec.sink.items():
+            print(f"wrote {key}: {path}")
+    return 0
+
+
 def cmd_demo(args) -> int:
-    """The main job until the runtime exists: build a zoo detector, profile it on this machine's
-    CPU PEs (cached by model hash and PE list), print the profile summary, then plan it with
-    every method and show the best plan."""
-    from . import graph, profile
-    from .models.zoo import build_zoo
-    from .profiler.cpu import profile_cpu
-    from .profiler.pes import parse_pes, usable_cores
-    from . import plots
+    """The main job end to end on the embedded default: build a zoo detector, profile it on this
+    machine's CPU PEs (cached), plan it with every method, run the best plan on the synthetic
+    video, and measure it against one onnxruntime session over the whole model, interleaved."""
+    from . import job, plots
     from .partition import METHODS, make_plan
     from .partition.report import format_comparison, format_plan
     from .plots import layer_costs
+    from .runtime.sources import open_source
+    from .runtime.spec import from_dict
     from .summary import format_summary
     work = Path(args.workdir)
-    pe_spec = args.pe or ",".join(f"cpu{c}" for c in sorted(usable_cores()))
-    pes = parse_pes(pe_spec)
-    model_path = work / f"{args.model}-{args.size}.onnx"
-    print(f"[1/4] building zoo model {args.model} at {args.size} -> {model_path}")
-    _save_model(build_zoo(args.model, args.size), model_path)
-    g = graph.load(model_path)
-    prof_path = work / f"{args.model}-{args.size}.{pe_spec.replace(',', '_')}.profile.json"
-    prof = None
-    if prof_path.exists() and not args.refresh:
-        try:
-            prof = profile.load(prof_path)
-            profile.check_model(prof, g, str(prof_path))
-            print(f"[2/4] using cached profile {prof_path} (--refresh to measure again)")
-        except HetschedError as e:
-            print(f"[2/4] cached profile unusable ({e}); measuring again")
-            prof = None
-    if prof is None:
-        print(f"[2/4] profiling {len(g)} layers on {pe_spec} ({args.runs} runs each)")
-        prof = profile_cpu(g, pes, runs=args.runs, warmup=args.warmup, progress=Progress())
-        profile.save(prof, prof_path)
-    print("[3/4] profile summary\n")
+    pes = args.pe.split(",") if args.pe else job.default_pes()
+    spec = from_dict({"model": {"zoo": args.model, "size": args.size}, "pes": pes,
+                      "frames": args.frames, "workdir": str(work)}, "demo")
+    print(f"[1/5] zoo model {args.model} at {args.size}")
+    g, model_path = job.load_model(spec.model, work)
+    print(f"      {model_path}: {len(g)} layers")
+    print("[2/5] profile on " + ",".join(pes))
+    prof, prof_path = job.cached_profile(g, pes, work, runs=args.runs, warmup=args.warmup,
+                                         refresh=args.refresh, progress=Progress(),
+                                         say=lambda m: print("      " + m))
     print(format_summary(prof))
-    print("\n[4/4] planning (predicted by the contract's cost model; the runtime that would "
-          "measure it is not built yet)\n")
+    print("\n[3/5] plans (predicted by the contract's cost model from the profile)\n")
     plans = {}
     for method in METHODS:
         try:
@@ -205,6 +272,25 @@ def cmd_demo(args) -> int:
     print(format_comparison(plans))
     best = min((p for p in plans.values() if not isinstance(p, str)), key=lambda p: p.key())
     print(f"\nbest: {best.method}\n{format_plan(prof, best)}")
+    print(f"\n[4/5] running {args.frames} synthetic frames through the plan and through one "
+          f"onnxruntime session (all cores), interleaved x{args.rounds}")
+    piped, seq = [], []
+    for r in range(args.rounds):
+        seq.append(job.run_sequential(g, spec, args.frames))
+        piped.append(job.build_pipeline(g, prof, best, spec,
+                                        open_source(spec.source, spec.frames)).run())
+        print(f"      round {r + 1}: pipeline {piped[-1].fps:.2f} fps, one session "
+              f"{seq[-1].fps:.2f} fps")
+    fps = sorted(p.fps for p in piped)[len(piped) // 2]
+    base = sorted(s.fps for s in seq)[len(seq) // 2]
+    scaled = job.predicted_optimised(prof, best)
+    print("\n[5/5] result (median of rounds; whole detection loop: decode, pre-processing, "
+          "network, decoding + NMS)")
+    print(piped[len(piped) // 2].format())
+    print(f"predicted {best.throughput_fps:.2f} fps from the profile (unoptimised layer costs)"
+          + (f", {scaled:.2f} fps scaled to optimised sessions" if scaled else ""))
+    print(f"measured  {fps:.2f} fps pipelined vs {base:.2f} fps one session: "
+          f"ratio {fps / base:.2f}")
     charts = []
     try:
         layer_costs(prof, work / f"{args.model}-{args.size}.layers.png")
@@ -291,7 +377,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=3)
     s.add_argument("--workdir", default=os.path.join("out", "demo"))
     s.add_argument("--refresh", action="store_true", help="measure even if a cached profile exists")
+    s.add_argument("--frames", type=int, default=100, help="synthetic frames per measured round")
+    s.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each way to run")
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("run", help="stream frames through a planned pipeline",
+                       description="hetsched run SPEC.yaml, or hetsched run --model M.onnx --plan "
+                                   "PLAN.json --source S")
+    s.add_argument("spec", nargs="?", help="pipeline spec (pipelines/*.yaml)")
+    s.add_argument("--model", help="ONNX model (with --plan instead of a spec)")
+    s.add_argument("--plan", help="plan JSON (hetsched plan -o)")
+    s.add_argument("--profile", help="profile the plan was made from (needed to emulate PEs)")
+    s.add_argument("--source", help="synthetic[:WxH][:text], camera:N, a folder or a video file")
+    s.add_argument("--frames", type=int, help="stop after N frames")
+    s.add_argument("--buffers", type=int, help="queue capacity between hops (default 2)")
+    s.add_argument("--mode", choices=["lossless", "latest"], help="latest drops the oldest waiting frame")
+    s.add_argument("--jsonl", help="write detections per frame as JSON lines")
+    s.add_argument("--video", help="write the annotated video")
+    s.add_argument("--dump", metavar="DIR", help="write DIR/NNNNNN.npz of network inputs and outputs")
+    s.add_argument("--emulate", nargs="?", const="timing", choices=["timing", "compute"],
+                   help="emulate every PE from the profile's stage times (default: timing only)")
+    s.add_argument("--json", action="store_true", help="print the plan and report as JSON")
+    s.set_defaults(fn=cmd_run)
     return p
 
 

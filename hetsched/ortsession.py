@@ -8,12 +8,13 @@ import onnx
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
-def session(model: onnx.ModelProto | bytes, threads: int = 1, opt_level: str = "disable",
-            profile_prefix: str | None = None):
-    """A CPU session with explicit intra-op threads and no spinning (idle stages must not burn
-    the cores their neighbours need). `disable` keeps node names 1:1 with the model."""
+def session_options(threads: int = 1, opt_level: str = "disable"):
+    """Explicit intra-op threads and no spinning (idle stages must not burn the cores their
+    neighbours need). `disable` keeps node names 1:1 with the model."""
     import onnxruntime as ort
 
+    if opt_level not in OPT_LEVELS:
+        raise ValueError(f"onnxruntime optimisation level '{opt_level}' is not one of {OPT_LEVELS}")
     levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -25,6 +26,15 @@ def session(model: onnx.ModelProto | bytes, threads: int = 1, opt_level: str = "
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
+    return so
+
+
+def session(model: onnx.ModelProto | bytes, threads: int = 1, opt_level: str = "disable",
+            profile_prefix: str | None = None):
+    """A CPU session configured by `session_options`, optionally tracing every node."""
+    import onnxruntime as ort
+
+    so = session_options(threads, opt_level)
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix

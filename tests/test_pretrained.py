@@ -76,3 +76,24 @@ def test_normalisation_folds_constants_and_identities(det):
     assert not any(l.op in ("Identity", "Constant") for l in det.layers)
     assert len(det) == 317
     assert max(len(c) for c in det.crossing_sets()) <= 6  # the FPN's skips, not hundreds of weights
+
+
+def test_db_boxes_cover_each_text_line(det, scene):
+    """The DB post-processing turns the map into one box per rendered line, around its ink."""
+    from hetsched.detect.db import DBConfig, boxes_from_map
+    from hetsched.detect.preprocess import Letterbox
+    x, boxes, _ = scene
+    prob = run(det.model, {PPOCR_INPUT: x}, threads=2)[det.outputs[0]]
+    found = boxes_from_map(prob, DBConfig(), Letterbox(1, 1, 0, 0, SIZE, SIZE))
+    assert len(found.quads) == len(boxes)
+    got = sorted(((q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()) for q in found.quads),
+                 key=lambda b: b[1])
+    ink = x[0, 0] < 0
+    for (gx0, gy0, gx1, gy1), (x0, y0, x1, y1) in zip(got, sorted(boxes, key=lambda b: b[1])):
+        ys, xs = np.nonzero(ink[y0:y1, x0:x1])
+        ix0, iy0, ix1, iy1 = x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1
+        # unclipped boxes reach around the ink: contain it, within a line height of margin
+        margin = iy1 - iy0
+        assert gx0 <= ix0 + 2 and gy0 <= iy0 + 2 and gx1 >= ix1 - 2 and gy1 >= iy1 - 2
+        assert gx0 >= ix0 - margin and gx1 <= ix1 + margin and gy0 >= iy0 - margin and gy1 <= iy1 + margin
+    assert (found.scores > 0.5).all()

@@ -1,0 +1,363 @@
+"""Frames through threads: source -> pre-processing pool -> stage workers -> post-processing pool
+-> sink, with a bounded `Channel` between each hop.
+
+One worker thread per PE of each stage (a replicated stage's members share its input channel,
+so frames alternate over them and a faster member takes more); a PE that serves several stages
+runs one frame at a time through a per-PE lock, as the contract's model assumes. Engines are
+opened on their worker threads (CPU workers pin themselves first) and the source starts only
+when every engine is ready, so load time is not charged to throughput.
+
+Shutdown follows concurrent.futures.thread: every blocking call is on a channel that `abort()`
+wakes, errors travel back as values (`_fail` records the first, names stage, PE and frame, and
+aborts every channel), and `run` joins every thread against one deadline. Frames leave in source
+order: the sink thread reorders by sequence number. In `latest` mode the source evicts the oldest
+waiting frame instead of blocking; sequence numbers are given after that point, so the output
+stays gap-free and only the drop count tells.
+"""
+
+from __future__ import annotations
+
+import heapq
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from ..errors import HetschedError
+from ..pinning import pin_current_thread
+from .channel import Aborted, Channel, EndOfStream
+from .frame import Frame
+from .report import Report, WorkerStats
+
+STOP_DEADLINE_S = 1.0
+MODES = ("lossless", "latest")
+
+
+class PipelineError(HetschedError):
+    """A stage, source or sink failed; the message names where and on which frame."""
+
+    def __init__(self, message: str, report: Report | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+class Stopped(HetschedError):
+    """The run was stopped from outside (SIGINT, SIGTERM, `stop()`); `report` has what was done."""
+
+    def __init__(self, reason: str, report: Report | None = None):
+        super().__init__(f"stopped by {reason}")
+        self.reason = reason
+        self.report = report
+
+
+class Source(Protocol):
+    name: str
+
+    def read(self): ...          # the next frame (H x W x 3), or None at the end
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, frame: Frame) -> None: ...
+
+    def close(self, keep: bool) -> None: ...   # keep=False: an error ended the run; discard
+
+
+@dataclass
+class Worker:
+    pe: str
+    open: Callable[[], object]       # returns an engine; called on the worker's own thread
+    cores: list[int] | None = None   # pin the thread here first (CPU PEs)
+
+
+@dataclass
+class Stage:
+    workers: list[Worker]
+    keep: frozenset[str] | None = None   # tensors later hops still need (None: keep all)
+
+
+class Pipeline:
+    def __init__(self, source: Source, stages: list[Stage], *, pre: Callable[[Frame], None],
+                 post: Callable[[Frame], None], sinks: list[Sink] = (), buffers: int = 2,
+                 pre_threads: int = 1, post_threads: int = 1, mode: str = "lossless",
+                 max_frames: int | None = None, keep_image: bool = False):
+        if mode not in MODES:
+            raise HetschedError(f"pipeline mode '{mode}' is not one of {', '.join(MODES)}")
+        if buffers < 1 or pre_threads < 1 or post_threads < 1:
+            raise HetschedError("buffers, pre_threads and post_threads must each be at least 1")
+        if not stages or any(not s.workers for s in stages):
+            raise HetschedError("a pipeline needs at least one stage, each with at least one PE")
+        self.source, self.stages, self.sinks = source, stages, list(sinks)
+        self.pre, self.post = pre, post
+        self.mode, self.max_frames, self.keep_image = mode, max_frames, keep_image
+        self.pre_threads, self.post_threads = pre_threads, post_threads
+        self.q_src = Channel("source", buffers)
+        self.q_stage = [Channel("stage0" if j == 0 else f"stage{j}", buffers,
+                                producers=pre_threads if j == 0 else len(stages[j - 1].workers))
+                        for j in range(len(stages))]
+        self.q_post = Channel("post", buffers, producers=len(stages[-1].workers))
+        self.q_sink = Channel("sink", buffers, producers=post_threads)
+        self._channels = [self.q_src, *self.q_stage, self.q_post, self.q_sink]
+        self._pe_locks = {w.pe: threading.Lock() for s in stages for w in s.workers}
+        self._seq_lock = threading.Lock()
+        self._next_seq = 0
+        self._error: str | None = None
+        self._stopped: str | None = None
+        self._state = threading.Lock()
+        self._done = threading.Event()
+        self._abort = threading.Event()
+        self._ready = threading.Event()
+        self._pending = sum(len(s.workers) for s in stages)
+        self._stats: list[WorkerStats] = []
+        self._latencies: list[float] = []
+        self._frames = 0
+        self._t_start = self._t_end = None
+        self._threads: list[threading.Thread] = []
+
+    # --- control -------------------------------------------------------------------------
+
+    def _fail(self, message: str) -> None:
+        with self._state:
+            if self._error is None and self._stopped is None:
+                self._error = message
+        self._halt()
+
+    def stop(self, reason: str = "stop()") -> None:
+        """Stop now (safe from a signal handler or another thread); `run` raises `Stopped`."""
+        with self._state:
+            if self._error is None and self._stopped is None:
+                self._stopped = reason
+        self._halt()
+
+    def _halt(self) -> None:
+        self._abort.set()
+        for ch in self._channels:
+            ch.abort()
+        self._done.set()
+
+    # --- threads -------------------------------------------------------------------------
+
+    def _source_loop(self) -> None:
+        try:
+            while not self._ready.wait(0.05):
+                if self._abort.is_set():
+                    return
+            self._t_start = time.perf_counter()
+            index = 0
+            while self.max_frames is None or index < self.max_frames:
+                try:
+                    image = self.source.read()
+                except Exception as e:
+                    self._fail(f"source '{self.source.name}' failed at frame {index}: {_why(e)}")
+                    return
+                if image is None:
+                    break
+                self.q_src.put(Frame(index, image, time.perf_counter()),
+                               drop_oldest=self.mode == "latest")
+                index += 1
+            if index == 0:
+                self._fail(f"source '{self.source.name}' gave no frames")
+                return
+            self.q_src.producer_done()
+        except Aborted:
+            pass
+
+    def _pre_loop(self) -> None:
+        frame = None
+        try:
+            while True:
+                with self._seq_lock:  # sequence numbers in the order frames leave the source queue
+                    frame = self.q_src.get()
+                    frame.seq, self._next_seq = self._next_seq, self._next_seq + 1
+                try:
+                    self.pre(frame)
+                except Exception as e:
+                    self._fail(f"pre-processing failed on frame {frame.seq}: {_why(e)}")
+                    return
+                if not self.keep_image:
+                    frame.image = None
+                self.q_stage[0].put(frame)
+        except EndOfStream:
+            self.q_stage[0].producer_done()
+        except Aborted:
+            pass
+
+    def _stage_loop(self, j: int, worker: Worker, stats: WorkerStats) -> None:
+        where = f"stage {j} on {worker.pe}"
+        engine = None
+        try:
+            if worker.cores:
+                pin_current_thread(worker.cores)
+            engine = worker.open()
+        except Exception as e:
+            self._fail(f"{where}: cannot load the engine: {_why(e)}")
+            return
+        with self._state:
+            self._pending -= 1
+            if self._pending == 0:
+                self._ready.set()
+        inq = self.q_stage[j]
+        outq = self.q_stage[j + 1] if j + 1 < len(self.stages) else self.q_post
+        keep = self.stages[j].keep
+        lock = self._pe_locks[worker.pe]
+        try:
+            while True:
+                frame = inq.get()
+                while not lock.acquire(timeout=0.05):
+                    if self._abort.is_set():
+                        raise Aborted
+                try:
+                    t0 = time.perf_counter()
+                    out = engine.run(frame.tensors)
+                    stats.busy_s += time.perf_counter() - t0
+                except Exception as e:
+                    self._fail(f"{where} failed on frame {frame.seq}: {_why(e)}")
+                    return
+                finally:
+                    lock.release()
+                stats.frames += 1
+                frame.tensors.update(out)
+                if keep is not None:
+                    frame.tensors = {k: v for k, v in frame.tensors.items() if k in keep}
+                outq.put(frame)
+        except EndOfStream:
+            outq.producer_done()
+        except Aborted:
+            pass
+        finally:
+            try:
+                engine.close()
+            except Exception:
+                pass
+
+    def _post_loop(self) -> None:
+        try:
+            while True:
+                frame = self.q_post.get()
+                try:
+                    self.post(frame)
+                except Exception as e:
+                    self._fail(f"post-processing failed on frame {frame.seq}: {_why(e)}")
+                    return
+                self.q_sink.put(frame)
+        except EndOfStream:
+            self.q_sink.producer_done()
+        except Aborted:
+            pass
+
+    def _sink_loop(self) -> None:
+        ended = False
+        waiting: list = []
+        next_seq = 0
+        try:
+            while True:
+                frame = self.q_sink.get()
+                heapq.heappush(waiting, (frame.seq, id(frame), frame))
+                while waiting and waiting[0][0] == next_seq:
+                    f = heapq.heappop(waiting)[2]
+                    for sink in self.sinks:
+                        try:
+                            sink.write(f)
+                        except Exception as e:
+                            self._fail(f"sink '{sink.name}' failed on frame {f.seq}: {_why(e)}")
+                            return
+                    f.t_done = time.perf_counter()
+                    self._latencies.append((f.t_done - f.t_read) * 1e3)
+                    self._frames += 1
+                    self._t_end = f.t_done
+                    next_seq += 1
+        except EndOfStream:
+            ended = True
+            if waiting:
+                self._fail(f"internal: frames {[w[0] for w in waiting][:5]} never got their "
+                           f"predecessor {next_seq}")
+        except Aborted:
+            pass
+        finally:
+            keep = self._error is None
+            for sink in self.sinks:
+                try:
+                    sink.close(keep)
+                except Exception as e:
+                    self._fail(f"sink '{sink.name}' could not be closed: {_why(e)}")
+            if ended:
+                self._done.set()
+
+    # --- running -------------------------------------------------------------------------
+
+    def _spawn(self, name: str, target, *args) -> None:
+        t = threading.Thread(target=target, args=args, name=f"hetsched-{name}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def run(self, handle_signals: bool = True) -> Report:
+        """Run to the end of the stream. Raises `PipelineError` on a failure and `Stopped` on
+        SIGINT/SIGTERM/`stop()`, each carrying the report of what was done; every thread has
+        ended (or is named in the report) within `STOP_DEADLINE_S` of the stop."""
+        restore = self._install_signals() if handle_signals else {}
+        try:
+            for j, stage in enumerate(self.stages):
+                for w in stage.workers:
+                    stats = WorkerStats(j, w.pe, 0, 0.0)
+                    self._stats.append(stats)
+                    self._spawn(f"stage{j}-{w.pe}", self._stage_loop, j, w, stats)
+            self._spawn("source", self._source_loop)
+            for k in range(self.pre_threads):
+                self._spawn(f"pre{k}", self._pre_loop)
+            for k in range(self.post_threads):
+                self._spawn(f"post{k}", self._post_loop)
+            self._spawn("sink", self._sink_loop)
+            try:
+                while not self._done.wait(0.05):
+                    pass
+            except KeyboardInterrupt:
+                self.stop("SIGINT")
+            except BaseException:
+                self.stop("an exception in the calling thread")
+                raise
+        finally:
+            if self._error or self._stopped:
+                self._halt()
+            leaked = self._join()
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
+            try:
+                self.source.close()
+            except Exception:
+                pass
+        report = self._report(leaked)
+        if self._error:
+            raise PipelineError(self._error, report)
+        if self._stopped:
+            raise Stopped(self._stopped, report)
+        return report
+
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+            old[sig] = signal.signal(sig, lambda *_, name=name: self.stop(name))
+        return old
+
+    def _join(self) -> list[str]:
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in self._threads if t.is_alive()]
+
+    def _report(self, leaked: list[str]) -> Report:
+        wall = (self._t_end - self._t_start) if self._t_start and self._t_end else 0.0
+        queues = {ch.name: {"mean": round(ch.mean_occupancy(), 3), "max": ch.max_len,
+                            "capacity": ch.capacity} for ch in self._channels}
+        return Report(self._frames, wall, list(self._latencies), list(self._stats), queues,
+                      self.q_src.dropped, self._stopped, self._error, leaked)
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -1,0 +1,80 @@
+"""The detection task around the network: which pre-processing feeds it and which decoder reads
+its outputs, chosen from the model itself (`auto`): darknet heads in the model's metadata mean
+YOLO decoding; a one-channel probability map means the DB text detector; otherwise the raw
+outputs are passed on (`none`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..detect import db, yolo
+from ..detect.preprocess import PreConfig, preprocess
+from ..errors import HetschedError
+from ..graph import Graph
+from ..models.pretrained import PPOCR_MEAN, PPOCR_STD
+
+KINDS = ("auto", "yolo", "db", "none")
+
+
+@dataclass
+class DetectOptions:
+    kind: str = "auto"
+    letterbox: bool | None = None     # None: letterbox for YOLO, resize for DB
+    conf: float = 0.25
+    iou: float = 0.45
+    class_agnostic: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Task:
+    kind: str
+    input_name: str
+    pre_cfg: PreConfig
+    decode: object                    # (outputs, letterbox) -> result, or None
+    keep_inputs: bool = False
+
+    def pre(self, frame) -> None:
+        x, box = preprocess(frame.image, self.pre_cfg)
+        frame.tensors = {self.input_name: x}
+        frame.meta = box
+        if self.keep_inputs:
+            frame.inputs = dict(frame.tensors)
+
+    def post(self, frame) -> None:
+        if self.decode is not None:
+            frame.result = self.decode(frame.tensors, frame.meta)
+
+
+def make_task(graph: Graph, opts: DetectOptions) -> Task:
+    if opts.kind not in KINDS:
+        raise HetschedError(f"detect kind '{opts.kind}' is not one of {', '.join(KINDS)}")
+    if len(graph.inputs) != 1:
+        raise HetschedError(f"the runtime feeds one image input; model has {graph.inputs}")
+    name = graph.inputs[0]
+    shape = graph.tensors[name].shape
+    if len(shape) != 4 or shape[1] != 3:
+        raise HetschedError(f"input '{name}' has shape {list(shape)}, expected 1 x 3 x H x W")
+    hw = (shape[2], shape[3])
+    kind = opts.kind
+    if kind == "auto":
+        if "hetsched.heads" in graph.metadata:
+            kind = "yolo"
+        elif len(graph.outputs) == 1 and graph.tensors[graph.outputs[0]].shape[1:2] == (1,):
+            kind = "db"
+        else:
+            kind = "none"
+    if kind == "yolo":
+        cfg = yolo.YoloConfig(tuple(yolo.heads_from_metadata(graph.metadata)), hw, opts.conf,
+                              opts.iou, opts.class_agnostic)
+        pre = PreConfig(hw, letterbox=True if opts.letterbox is None else opts.letterbox)
+        decode = lambda outs, box: yolo.postprocess(outs, cfg, box)  # noqa: E731
+    elif kind == "db":
+        out = graph.outputs[0]
+        dcfg = db.DBConfig(**opts.extra)
+        pre = PreConfig(hw, letterbox=bool(opts.letterbox), rgb=False, mean=PPOCR_MEAN, std=PPOCR_STD)
+        decode = lambda outs, box: db.boxes_from_map(outs[out], dcfg, box)  # noqa: E731
+    else:
+        pre = PreConfig(hw, letterbox=True if opts.letterbox is None else opts.letterbox)
+        decode = None
+    return Task(kind, name, pre, decode)

@@ -1,0 +1,121 @@
+"""Pre/post-processing against independent computations: brute-force NMS, hand-decoded heads,
+pyclipper's unclip, letterbox round trips."""
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hetsched.detect.db import DBConfig, boxes_from_map, unclip_rect
+from hetsched.detect.nms import nms
+from hetsched.detect.preprocess import Letterbox, PreConfig, preprocess
+from hetsched.detect.yolo import decode_head
+
+
+def brute_nms(boxes, scores, thr, classes):
+    """Greedy NMS written the slow, obvious way."""
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = w * h
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return inter / union if union > 0 else 0.0
+    order = sorted(range(len(boxes)), key=lambda i: -scores[i])
+    keep = []
+    for i in order:
+        if all(classes[i] != classes[k] or iou(boxes[i], boxes[k]) <= thr for k in keep):
+            keep.append(i)
+    return keep
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 60), st.integers(0, 10_000), st.floats(0.1, 0.9), st.booleans())
+def test_nms_equals_brute_force(n, seed, thr, per_class):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (n, 2))
+    wh = rng.uniform(1, 40, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    scores = rng.permutation(n).astype(np.float32) / max(n, 1)  # distinct: one greedy order
+    classes = rng.integers(0, 3, n) if per_class else np.zeros(n, np.int64)
+    got = nms(boxes, scores, thr, classes if per_class else None, max_out=10_000)
+    assert got.tolist() == brute_nms(boxes.astype(np.float64), scores, thr, classes)
+
+
+def test_nms_stops_at_max_out():
+    boxes = np.array([[i * 10, 0, i * 10 + 5, 5] for i in range(20)], np.float32)
+    assert nms(boxes, np.linspace(1, 0.1, 20), 0.5, max_out=7).tolist() == list(range(7))
+
+
+def test_yolo_head_decoded_by_hand():
+    head = {"type": "yolo", "output": "y", "classes": 2, "anchors": [[10, 14], [23, 27]],
+            "grid": [2, 2], "stride": [32, 32], "anchor_units": "pixels", "scale_x_y": 1.0}
+    t = np.full((1, 2 * 7, 2, 2), -20.0, np.float32)   # everything off...
+    a, cy, cx = 1, 1, 0                                   # ...but anchor 1 at cell (row 1, col 0)
+    t[0, a * 7 + 0, cy, cx] = 0.0                         # sigmoid 0.5 -> centre of the cell
+    t[0, a * 7 + 1, cy, cx] = np.log(3.0)                 # sigmoid 0.75
+    t[0, a * 7 + 2, cy, cx] = np.log(2.0)                 # w = 2 x anchor
+    t[0, a * 7 + 3, cy, cx] = 0.0                         # h = anchor
+    t[0, a * 7 + 4, cy, cx] = 10.0                        # objectness ~1
+    t[0, a * 7 + 6, cy, cx] = 10.0                        # class 1
+    boxes, scores, classes = decode_head(t, head, (64, 64), 0.5)
+    x, y = (0 + 0.5) / 2 * 64, (1 + 0.75) / 2 * 64
+    w, h = 2 * 23, 27
+    np.testing.assert_allclose(boxes[0], [x - w / 2, y - h / 2, x + w / 2, y + h / 2], rtol=1e-5)
+    assert classes.tolist() == [1] and scores[0] == pytest.approx(1 / (1 + np.exp(-10)) ** 2, rel=1e-5)
+
+
+def test_region_head_uses_grid_anchors_and_softmax():
+    head = {"type": "region", "output": "r", "classes": 3, "anchors": [[1.5, 2.0]], "grid": [4, 4],
+            "stride": [32, 32], "anchor_units": "grid", "coords": 4, "softmax": True}
+    t = np.full((1, 8, 4, 4), 0.0, np.float32)
+    t[0, 4] = -20.0
+    t[0, 4, 2, 3] = 20.0                       # only cell (row 2, col 3) has an object
+    t[0, 5:, 2, 3] = [0.0, np.log(3.0), 0.0]   # softmax -> 0.2, 0.6, 0.2
+    boxes, scores, classes = decode_head(t, head, (128, 128), 0.3)
+    assert classes.tolist() == [1] and scores[0] == pytest.approx(0.6, rel=1e-4)
+    cx, cy, w, h = (3.5 / 4) * 128, (2.5 / 4) * 128, 1.5 / 4 * 128, 2.0 / 4 * 128
+    np.testing.assert_allclose(boxes[0], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], rtol=1e-5)
+
+
+@pytest.mark.parametrize("fw,fh", [(640, 480), (300, 500), (416, 416)])
+def test_letterbox_maps_boxes_back_to_the_frame(fw, fh):
+    frame = np.zeros((fh, fw, 3), np.uint8)
+    cv2.rectangle(frame, (fw // 4, fh // 3), (fw // 2, fh // 2), (255, 255, 255), -1)
+    x, box = preprocess(frame, PreConfig((416, 416)))
+    assert x.shape == (1, 3, 416, 416) and x.dtype == np.float32
+    ys, xs = np.nonzero(x[0, 0] > 0.9)
+    found = box.to_frame(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32))[0]
+    np.testing.assert_allclose(found, [fw // 4, fh // 3, fw // 2 + 1, fh // 2 + 1], atol=2.5)
+
+
+def test_colour_order_and_scaling():
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[..., 0] = 255   # blue in OpenCV's BGR
+    x, _ = preprocess(frame, PreConfig((8, 8), letterbox=False))
+    assert x[0, 2].min() == 1.0 and x[0, 0].max() == 0.0   # RGB: blue is the last channel
+
+
+def test_unclip_matches_pyclipper():
+    pyclipper = pytest.importorskip("pyclipper")
+    for rect in [((50, 40), (30, 10), 0.0), ((80, 60), (44, 12), 17.0), ((30, 30), (5, 20), -40.0)]:
+        pts = cv2.boxPoints(rect)
+        d = rect[1][0] * rect[1][1] * 1.6 / (2 * (rect[1][0] + rect[1][1]))
+        off = pyclipper.PyclipperOffset()
+        # pyclipper works in integers: scale up so its rounding does not blur the comparison
+        off.AddPath([tuple(int(round(v * 1000)) for v in p) for p in pts], pyclipper.JT_ROUND,
+                    pyclipper.ET_CLOSEDPOLYGON)
+        grown = np.array(off.Execute(d * 1000)[0], np.float64) / 1000
+        want = cv2.minAreaRect(grown.astype(np.float32))[1]
+        got = unclip_rect(rect, 1.6)[1]
+        np.testing.assert_allclose(sorted(got), sorted(want), atol=0.05)
+
+
+def test_db_boxes_from_a_drawn_map():
+    prob = np.zeros((100, 200), np.float32)
+    prob[20:40, 30:130] = 0.9
+    prob[70:80, 150:190] = 0.8
+    found = boxes_from_map(prob[None, None], DBConfig(), Letterbox(0.5, 0.5, 0, 0, 400, 200))
+    assert len(found.quads) == 2
+    spans = sorted((q[:, 0].min(), q[:, 0].max()) for q in found.quads)
+    assert spans[0][0] < 60 and spans[0][1] > 258   # frame pixels: twice the map's
