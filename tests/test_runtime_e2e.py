@@ -2,6 +2,7 @@
 plans equal one onnxruntime session over the whole model on the same inputs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,28 @@ def test_plan_naming_a_missing_core(tmp_path, model_file, capsys):
     plan.write_text(json.dumps({"stages": [{"pes": ["cpu63"], "first": 0, "last": 31}]}))
     assert main(["run", "--model", str(model_file), "--plan", str(plan), "--frames", "2"]) == 1
     assert "PE 'cpu63' needs core(s) [63]" in capsys.readouterr().err
+
+
+def test_emulated_gpu_and_dla_plan_runs(tmp_path, capsys):
+    """A board this machine lacks: GPU and DLA PEs added to a measured profile, run emulated."""
+    from hetsched.profile import from_dict, save
+    model = tmp_path / "t2.onnx"
+    assert main(["zoo", "tiny-yolov2", "--size", "416", "-o", str(model)]) == 0
+    d = json.loads((Path(__file__).parent / "data" / "tiny-yolov2-416.vm.json").read_text())
+    d["model"]["sha256"] = None
+    d["source"] = "modeled"
+    d["pes"].update({"gpu": {"kind": "gpu"}, "dla0": {"kind": "dla"}, "dla1": {"kind": "dla"}})
+    for layer in d["layers"]:
+        c = layer["cost_ms"]["cpu0"]
+        layer["cost_ms"].update({"gpu": c / 20, "dla0": c / 10, "dla1": c / 10})
+    prof = tmp_path / "board.json"
+    save(from_dict(d), prof)
+    plan = tmp_path / "plan.json"
+    assert main(["plan", str(prof), "--pes", "gpu,dla0,dla1", "-o", str(plan)]) == 0
+    capsys.readouterr()
+    assert main(["run", "--model", str(model), "--plan", str(plan), "--profile", str(prof),
+                 "--frames", "20", "--source", "synthetic:160x120", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"]["frames"] == 20
+    used = {w["pe"] for w in doc["report"]["workers"]}
+    assert used <= {"gpu", "dla0", "dla1"} and used
