@@ -218,13 +218,16 @@ def cmd_run(args) -> int:
     if prof is not None and not args.json:
         print(format_plan(prof, plan) + "\n")
     source = open_source(spec.source, spec.frames)
-    pipe = job.build_pipeline(g, prof, plan, spec, source)
+    pipe = job.build_pipeline(g, prof, plan, spec, source, record=1500 if args.timeline else 0)
     say(f"running {spec.source} through {len(plan.stages)} stage(s) "
         f"({spec.frames if spec.frames is not None else 'all'} frames, Ctrl-C stops)")
     try:
         report = pipe.run()
     except (PipelineError, Stopped) as e:
         return _print_stop(e, args.json)
+    if args.timeline:
+        from .plots import timeline
+        timeline(pipe.events, args.timeline, f"{g.name}: measured stage runs ({report.fps:.1f} fps)")
     doc = {"plan": plan.to_dict(), "predicted_fps": None if plan.throughput_fps != plan.throughput_fps
            else plan.throughput_fps, "report": report.to_dict()}
     if args.json:
@@ -236,6 +239,8 @@ def cmd_run(args) -> int:
                   f"measured {report.fps:.2f} fps")
         for key, path in spec.sink.items():
             print(f"wrote {key}: {path}")
+        if args.timeline:
+            print(f"wrote timeline: {args.timeline}")
     return 0
 
 
@@ -397,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dump", metavar="DIR", help="write DIR/NNNNNN.npz of network inputs and outputs")
     s.add_argument("--emulate", nargs="?", const="timing", choices=["timing", "compute"],
                    help="emulate every PE from the profile's stage times (default: timing only)")
+    s.add_argument("--timeline", metavar="FILE.png", help="draw the measured stage runs as a Gantt chart")
     s.add_argument("--json", action="store_true", help="print the plan and report as JSON")
     s.set_defaults(fn=cmd_run)
     return p

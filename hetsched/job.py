@@ -111,7 +111,8 @@ def unpriced(stages, n_layers: int) -> Plan:
 
 
 def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, spec: RunSpec,
-                   source) -> Pipeline:
+                   source, record: int = 0) -> Pipeline:
+    """The pipeline of `plan` over `g`; `record` keeps that many engine runs for a timeline."""
     if prof is not None:
         profmod.check_model(prof, g)
     task = make_task(g, spec.detect)
@@ -130,7 +131,7 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
     return Pipeline(source, stages, pre=task.pre, post=task.post, sinks=sinks,
                     buffers=spec.buffers, pre_threads=spec.pre_threads,
                     post_threads=spec.post_threads, mode=spec.mode, max_frames=spec.frames,
-                    keep_image=any(getattr(s, "needs_image", False) for s in sinks))
+                    keep_image=any(getattr(s, "needs_image", False) for s in sinks), record=record)
 
 
 def run_sequential(g: graphmod.Graph, spec: RunSpec, frames: int, threads: int = 0,

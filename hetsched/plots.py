@@ -74,3 +74,27 @@ def plan(profile, plan_, path) -> None:
     fig.suptitle(profile.model.name)
     fig.tight_layout()
     _save(fig, path)
+
+
+def timeline(events, path, title: str) -> None:
+    """A Gantt chart: one row per PE, one bar per (stage, frame) run, coloured by stage and
+    labelled with the frame's sequence number. `events` are (stage, pe, seq, start_s, end_s)."""
+    plt = _pyplot()
+    if not events:
+        raise HetschedError("no engine runs were recorded: nothing to draw")
+    pes = list(dict.fromkeys(e[1] for e in sorted(events, key=lambda e: (e[0], e[1]))))
+    row = {pe: k for k, pe in enumerate(pes)}
+    fig, ax = plt.subplots(figsize=(14, 0.6 * len(pes) + 2))
+    t_end = max(e[4] for e in events) * 1e3
+    for stage, pe, seq, t0, t1 in events:
+        ax.barh(row[pe], (t1 - t0) * 1e3, left=t0 * 1e3, color=f"C{stage % 10}", edgecolor="black",
+                linewidth=0.3)
+        if (t1 - t0) * 1e3 > t_end / 150:
+            ax.text((t0 + t1) / 2 * 1e3, row[pe], str(seq), ha="center", va="center", fontsize=6)
+    ax.set_yticks(range(len(pes)))
+    ax.set_yticklabels(pes)
+    ax.set_ylim(len(pes) - 0.5, -0.5)
+    ax.set_xlabel("time since the first frame (ms); colour = stage, number = frame")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -130,3 +130,29 @@ def test_emulated_gpu_and_dla_plan_runs(tmp_path, capsys):
     assert doc["report"]["frames"] == 20
     used = {w["pe"] for w in doc["report"]["workers"]}
     assert used <= {"gpu", "dla0", "dla1"} and used
+
+
+def test_cli_run_sigterm_exits_143_within_a_second(tmp_path, model_file):
+    import signal
+    import subprocess
+    import sys
+    import time
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"stages": PLANS["replicated-skip"]}))
+    out = tmp_path / "det.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "hetsched.cli", "run", "--model", str(model_file),
+                          "--plan", str(plan), "--source", "synthetic:160x120", "--jsonl", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(out.parent.glob(".det.jsonl.*")):
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.05)
+    time.sleep(1.0)  # frames are flowing
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=10)
+    assert time.monotonic() - t0 < 1.5   # one second to stop, plus interpreter exit
+    assert p.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "hetsched: stopped by SIGTERM"
+    lines = out.read_text().splitlines()   # a user stop keeps the complete lines written
+    assert lines and [json.loads(x)["seq"] for x in lines] == list(range(len(lines)))

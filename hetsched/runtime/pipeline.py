@@ -84,7 +84,7 @@ class Pipeline:
     def __init__(self, source: Source, stages: list[Stage], *, pre: Callable[[Frame], None],
                  post: Callable[[Frame], None], sinks: list[Sink] = (), buffers: int = 2,
                  pre_threads: int = 1, post_threads: int = 1, mode: str = "lossless",
-                 max_frames: int | None = None, keep_image: bool = False):
+                 max_frames: int | None = None, keep_image: bool = False, record: int = 0):
         if mode not in MODES:
             raise HetschedError(f"pipeline mode '{mode}' is not one of {', '.join(MODES)}")
         if buffers < 1 or pre_threads < 1 or post_threads < 1:
@@ -117,6 +117,8 @@ class Pipeline:
         self._frames = 0
         self._t_start = self._t_end = None
         self._threads: list[threading.Thread] = []
+        self._record = record     # keep the first `record` engine runs for a timeline
+        self.events: list[tuple[int, str, int, float, float]] = []   # stage, PE, seq, t0, t1
 
     # --- control -------------------------------------------------------------------------
 
@@ -213,7 +215,10 @@ class Pipeline:
                 try:
                     t0 = time.perf_counter()
                     out = engine.run(frame.tensors)
-                    stats.busy_s += time.perf_counter() - t0
+                    t1 = time.perf_counter()
+                    stats.busy_s += t1 - t0
+                    if len(self.events) < self._record:
+                        self.events.append((j, worker.pe, frame.seq, t0 - self._t_start, t1 - self._t_start))
                 except Exception as e:
                     self._fail(f"{where} failed on frame {frame.seq}: {_why(e)}")
                     return
