@@ -286,12 +286,12 @@ def cmd_demo(args) -> int:
                                         open_source(spec.source, spec.frames)).run())
         print(f"      round {r + 1}: pipeline {piped[-1].fps:.2f} fps, one session "
               f"{seq[-1].fps:.2f} fps")
-    fps = sorted(p.fps for p in piped)[len(piped) // 2]
-    base = sorted(s.fps for s in seq)[len(seq) // 2]
+    mid = sorted(piped, key=lambda r: r.fps)[(len(piped) - 1) // 2]   # the median (lower) round
+    fps, base = mid.fps, sorted(s.fps for s in seq)[(len(seq) - 1) // 2]
     scaled = job.predicted_optimised(prof, best)
     print("\n[5/5] result (median of rounds; whole detection loop: decode, pre-processing, "
           "network, decoding + NMS)")
-    print(piped[len(piped) // 2].format())
+    print(mid.format())
     print(f"predicted {best.throughput_fps:.2f} fps from the profile (unoptimised layer costs)"
           + (f", {scaled:.2f} fps scaled to optimised sessions" if scaled else ""))
     print(f"measured  {fps:.2f} fps pipelined vs {base:.2f} fps one session: "
