@@ -244,6 +244,53 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from . import bench, job
+    from .atomic import write_text
+    from .models.zoo import ZOO
+    from .power import detect
+    from .runtime import spec as specmod
+    if bool(args.spec) == bool(args.model):
+        raise HetschedError("give a pipeline SPEC.yaml or --model (a zoo name or an ONNX file)")
+    if args.spec:
+        spec = specmod.load(args.spec)
+        default = bench.NET_METHODS + bench.LOOP_METHODS
+    else:
+        model = {"zoo": args.model, "size": args.size} if args.model in ZOO else {"onnx": args.model}
+        spec = specmod.from_dict({"model": model}, "command line")
+        default = bench.NET_METHODS
+    if args.pes:
+        spec.pes = args.pes.split(",")
+    methods = args.methods.split(",") if args.methods else list(default)
+    unknown = set(methods) - set(bench.NET_METHODS + bench.LOOP_METHODS)
+    if unknown:
+        raise HetschedError(f"unknown bench method(s) {sorted(unknown)} (known: "
+                            f"{', '.join(bench.NET_METHODS + bench.LOOP_METHODS)})")
+    say = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    g, _ = job.load_model(spec.model, spec.workdir)
+    if spec.profile:
+        from . import profile
+        prof = profile.load(spec.profile)
+        profile.check_model(prof, g, spec.profile)
+    else:
+        prof, _ = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
+                                     progress=Progress(), say=say)
+    meter, reasons = detect()
+    say("energy: " + (f"{meter.name} ({meter.what})" if meter else "unavailable: " + "; ".join(reasons)))
+    doc = bench.run_bench(g, prof, spec, methods, frames=args.frames, repeat=args.repeat,
+                          meter=meter, progress=Progress(), time_limit=args.time_limit)
+    if args.output:
+        out = Path(args.output)
+        write_text(out / "bench.json", json.dumps(doc, indent=1) + "\n")
+        write_text(out / "report.md", bench.markdown(doc, "hetsched " + " ".join(sys.argv[1:])))
+        try:
+            bench.chart(doc, out / "bench.png")
+        except HetschedError as e:
+            say(f"(no chart: {e})")
+    print(json.dumps(doc, indent=1) if args.json else bench.format_table(doc))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job end to end on the embedded default: build a zoo detector, profile it on this
     machine's CPU PEs (cached), plan it with every method, run the best plan on the synthetic
@@ -385,6 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=int, default=100, help="synthetic frames per measured round")
     s.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each way to run")
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("bench", help="measure the ways to run a model side by side, interleaved",
+                       description="hetsched bench SPEC.yaml, or hetsched bench --model M")
+    s.add_argument("spec", nargs="?", help="pipeline spec: adds the whole detection loop methods")
+    s.add_argument("--model", help="a zoo name (built at --size) or an ONNX file")
+    s.add_argument("--size", type=int, default=416)
+    s.add_argument("--methods", help="comma list of sequential,intra-op,replicate,heuristic,optimal,"
+                                     "loop-sequential,loop-intra-op,loop-pipelined")
+    s.add_argument("--pes", help="PEs to plan over (default: the spec's, or one per core)")
+    s.add_argument("--frames", type=int, default=50, help="frames per method per repeat")
+    s.add_argument("--repeat", type=int, default=3, help="interleaved repeats")
+    s.add_argument("--time-limit", type=float, default=10.0, help="exact planner's limit (s)")
+    s.add_argument("-o", "--output", metavar="DIR", help="write bench.json, report.md, bench.png here")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("run", help="stream frames through a planned pipeline",
                        description="hetsched run SPEC.yaml, or hetsched run --model M.onnx --plan "

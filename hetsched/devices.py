@@ -74,8 +74,16 @@ def jetson(root: str = "/") -> dict:
     return {"present": "jetson" in name.lower() or "nvidia" in name.lower(), "model": name}
 
 
+def power(root: str = "/") -> dict:
+    from .power import detect
+    meter, reasons = detect(root)
+    if meter is None:
+        return {"present": False, "reasons": reasons}
+    return {"present": True, **meter.describe()}
+
+
 def discover() -> dict:
-    return {"cpu": cpus(), "gpu": gpus(), "dla": dlas(), "jetson": jetson()}
+    return {"cpu": cpus(), "gpu": gpus(), "dla": dlas(), "jetson": jetson(), "power": power()}
 
 
 def format_table(info: dict) -> str:
@@ -97,4 +105,7 @@ def format_table(info: dict) -> str:
                  else f"DLA     absent ({d.get('reason', 'no DLA cores')})")
     j = info["jetson"]
     lines.append(f"Jetson  {j['model']}" if j["present"] else "Jetson  not a Jetson board")
+    p = info["power"]
+    lines.append(f"Power   {p['backend']}: {p['covers']}" if p["present"]
+                 else "Power   unavailable (" + "; ".join(p["reasons"]) + ")")
     return "\n".join(lines)

@@ -63,7 +63,9 @@ def dla_core(pe: str) -> int | None:
     return None
 
 
-def build_engine(model_bytes: bytes, pe: str, precision: str) -> bytes:
+def build_engine(model_bytes: bytes, pe: str, precision: str, gpu_fallback: bool = True) -> bytes:
+    """A serialized engine; on a DLA without `gpu_fallback`, a layer the DLA cannot run fails
+    the build (that is how the Jetson profiling script finds the DLA's null costs)."""
     trt = _trt()
     logger = trt.Logger(trt.Logger.WARNING)
     major = int(trt.__version__.split(".")[0])
@@ -94,7 +96,8 @@ def build_engine(model_bytes: bytes, pe: str, precision: str) -> bytes:
             raise EngineError(f"{pe}: this board has {builder.num_DLA_cores} DLA core(s)")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = core
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        if gpu_fallback:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineError(f"{pe}: TensorRT failed to build the stage engine (see its log above)")

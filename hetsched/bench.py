@@ -1,0 +1,236 @@
+"""`hetsched bench`: the ways a user could run one model, measured side by side in one process.
+
+Methods (network throughput, on ready-made input tensors so that only inference is compared):
+`sequential` (one onnxruntime session, one intra-op thread, one frame at a time: the baseline),
+`intra-op` (one session whose intra-op threads use every core), `replicate` (the planner's
+whole-network copies, one pinned session per PE, frames round robin), and the `heuristic` and
+`optimal` plans through the runtime. With a pipeline spec it also measures the whole detection
+loop (read, pre-process, network, decode + NMS, sink) run one frame at a time in one thread
+against the spec's pipelined runtime: `loop-sequential`, `loop-intra-op` and `loop-pipelined`.
+
+Repeats are interleaved (A B C A B C ...) so that the drift of a shared machine falls on every
+method alike; each method reports the median, min and max fps over its repeats. Energy comes from
+the first power backend found (`hetsched.power`); none found means `joules_per_frame` is null.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import job
+from .errors import HetschedError
+from .graph import Graph
+from .ortsession import random_feeds, session
+from .partition import make_plan
+from .profile import Profile
+from .runtime.report import Report
+from .runtime.sources import open_source
+from .runtime.spec import RunSpec
+
+NET_METHODS = ("sequential", "intra-op", "replicate", "heuristic", "optimal")
+LOOP_METHODS = ("loop-sequential", "loop-intra-op", "loop-pipelined")
+
+
+class _Tensors:
+    """A source of ready-made network inputs, cycling over a few distinct ones."""
+    name = "tensors"
+
+    def __init__(self, feeds: list[dict], frames: int):
+        self.feeds, self.frames, self.i = feeds, frames, 0
+
+    def read(self):
+        if self.i >= self.frames:
+            return None
+        self.i += 1
+        return self.feeds[(self.i - 1) % len(self.feeds)]
+
+    def close(self):
+        pass
+
+
+def _feed(frame):
+    frame.tensors = dict(frame.image)
+
+
+def _loop(sess, feeds, frames) -> Report:
+    names = [o.name for o in sess.get_outputs()]
+    lat = []
+    t0 = time.perf_counter()
+    for i in range(frames):
+        a = time.perf_counter()
+        sess.run(names, feeds[i % len(feeds)])
+        lat.append((time.perf_counter() - a) * 1e3)
+    return Report(frames, time.perf_counter() - t0, lat)
+
+
+@dataclass
+class Method:
+    name: str
+    run: object                      # () -> Report
+    plan: dict | None = None
+    fps: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    joules: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_limit: float):
+    from .runtime.pipeline import Pipeline
+    from .runtime.build import build_stages, place
+    from .engines import EngineOptions
+    probe = session(g.model, 1, spec.optimization)
+    feeds = [random_feeds(probe, seed) for seed in range(4)]
+    out = []
+    for name in names:
+        m = Method(name, None)
+        if name == "sequential":
+            m.run = lambda s=session(g.model, 1, spec.optimization): _loop(s, feeds, frames)
+        elif name == "intra-op":
+            m.run = lambda s=session(g.model, 0, spec.optimization): _loop(s, feeds, frames)
+        elif name in ("replicate", "heuristic", "optimal"):
+            extra = {"time_limit_s": time_limit} if name == "optimal" else {}
+            try:
+                plan = make_plan(prof, name, pes=spec.pes, **extra)
+            except HetschedError as e:
+                m.error = str(e)
+                out.append(m)
+                continue
+            m.plan = plan.to_dict()
+            opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization)
+
+            def run(plan=plan, opts=opts):
+                stages = build_stages(g, plan.stages, place(plan.stages, prof), opts, prof)
+                pipe = Pipeline(_Tensors(feeds, frames), stages, pre=_feed, post=lambda f: None,
+                                buffers=spec.buffers)
+                return pipe.run()
+            m.run = run
+        elif name in ("loop-sequential", "loop-intra-op"):
+            threads = 1 if name == "loop-sequential" else 0
+            m.run = lambda t=threads: job.run_sequential(g, spec, frames, threads=t)
+        elif name == "loop-pipelined":
+            plan = job.plan_for(prof, spec.plan, spec.pes, len(g))
+            m.plan = plan.to_dict()
+            m.run = lambda plan=plan: job.build_pipeline(
+                g, prof, plan, spec, open_source(spec.source, frames)).run()
+        else:
+            raise HetschedError(f"unknown bench method '{name}' (known: "
+                                f"{', '.join(NET_METHODS + LOOP_METHODS)})")
+        out.append(m)
+    return out
+
+
+def run_bench(g: Graph, prof: Profile, spec: RunSpec, methods, *, frames: int = 50,
+              repeat: int = 3, meter=None, progress=None, time_limit: float = 10.0) -> dict:
+    ms = _methods(g, prof, spec, methods, frames, time_limit)
+    runnable = [m for m in ms if m.error is None]
+    total = repeat * len(runnable)
+    done = 0
+    for r in range(repeat):
+        for m in runnable:
+            if meter is not None:
+                meter.start()
+            report = m.run()
+            if meter is not None:
+                m.joules.append(meter.stop() / max(report.frames, 1))
+            m.fps.append(report.fps)
+            m.latencies.extend(report.latencies_ms)
+            done += 1
+            if progress:
+                progress("bench", done, total)
+    base = next((m for m in ms if m.name == "sequential" and m.fps), None) or \
+        next((m for m in ms if m.name == "loop-sequential" and m.fps), None)
+    doc = {"methods": {}, "baseline": base.name if base else None,
+           "frames": frames, "repeat": repeat, "model": g.name, "machine": machine(),
+           "energy": meter.describe() if meter is not None else None}
+    for m in ms:
+        if m.error:
+            doc["methods"][m.name] = {"error": m.error}
+            continue
+        fps = statistics.median(m.fps)
+        doc["methods"][m.name] = {
+            "fps": round(fps, 3), "fps_min": round(min(m.fps), 3), "fps_max": round(max(m.fps), 3),
+            "ratio_vs_baseline": round(fps / statistics.median(base.fps), 3) if base else None,
+            "latency_ms_p50": round(float(np.percentile(m.latencies, 50)), 3),
+            "latency_ms_p99": round(float(np.percentile(m.latencies, 99)), 3),
+            "joules_per_frame": round(statistics.median(m.joules), 4) if m.joules else None,
+            "plan": m.plan}
+    loop = doc["methods"]
+    if "loop-pipelined" in loop and "loop-sequential" in loop and "fps" in loop["loop-sequential"]:
+        doc["loop_ratio"] = round(loop["loop-pipelined"]["fps"] / loop["loop-sequential"]["fps"], 3)
+    return doc
+
+
+def machine() -> dict:
+    import onnxruntime as ort
+    from .profiler.cpu import cpu_model_name
+    from .profiler.pes import usable_cores
+    return {"host": platform.node(), "cpu": cpu_model_name(), "cores": len(usable_cores()),
+            "python": platform.python_version(), "onnxruntime": ort.__version__}
+
+
+def format_table(doc: dict) -> str:
+    rows = [f"{'method':<17}{'fps':>9}{'min':>9}{'max':>9}{'x base':>8}{'p50 ms':>9}{'p99 ms':>9}{'J/frame':>9}"]
+    for name, m in doc["methods"].items():
+        if "error" in m:
+            rows.append(f"{name:<17}  failed: {m['error']}")
+            continue
+        j = "n/a" if m["joules_per_frame"] is None else f"{m['joules_per_frame']:.3f}"
+        ratio = "-" if m["ratio_vs_baseline"] is None else f"{m['ratio_vs_baseline']:.2f}"
+        rows.append(f"{name:<17}{m['fps']:>9.2f}{m['fps_min']:>9.2f}{m['fps_max']:>9.2f}{ratio:>8}"
+                    f"{m['latency_ms_p50']:>9.1f}{m['latency_ms_p99']:>9.1f}{j:>9}")
+    mc = doc["machine"]
+    rows.append(f"baseline: {doc['baseline']}; {doc['repeat']} interleaved repeats of {doc['frames']} "
+                f"frames; {mc['cpu']} ({mc['cores']} cores), host {mc['host']}")
+    rows.append("energy: " + (f"{doc['energy']['backend']} ({doc['energy']['covers']})"
+                              if doc["energy"] else "unavailable (no power backend here)"))
+    if "loop_ratio" in doc:
+        rows.append(f"whole detection loop: pipelined / one frame at a time in one thread = "
+                    f"{doc['loop_ratio']:.2f}")
+    return "\n".join(rows)
+
+
+def markdown(doc: dict, command: str) -> str:
+    lines = [f"# hetsched bench: {doc['model']}", "", f"Command: `{command}`", "",
+             "| method | fps (median) | min | max | x baseline | latency p50 ms | p99 ms | J/frame |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, m in doc["methods"].items():
+        if "error" in m:
+            lines.append(f"| {name} | failed: {m['error']} | | | | | | |")
+            continue
+        j = "unavailable" if m["joules_per_frame"] is None else f"{m['joules_per_frame']:.4f}"
+        lines.append(f"| {name} | {m['fps']:.2f} | {m['fps_min']:.2f} | {m['fps_max']:.2f} | "
+                     f"{m['ratio_vs_baseline']} | {m['latency_ms_p50']:.1f} | {m['latency_ms_p99']:.1f} | {j} |")
+    mc = doc["machine"]
+    lines += ["", f"Machine: {mc['cpu']}, {mc['cores']} cores, host `{mc['host']}`, Python "
+              f"{mc['python']}, onnxruntime {mc['onnxruntime']}. Baseline: `{doc['baseline']}`. "
+              f"{doc['repeat']} interleaved repeats of {doc['frames']} frames.",
+              "", "Energy: " + (f"{doc['energy']['backend']} ({doc['energy']['covers']})"
+                                if doc["energy"] else "unavailable: no power backend on this machine.")]
+    if "loop_ratio" in doc:
+        lines += ["", f"Whole detection loop, pipelined vs one frame at a time in one thread: "
+                  f"{doc['loop_ratio']:.2f}x."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(doc: dict, path) -> None:
+    from .plots import _pyplot, _save
+    plt = _pyplot()
+    names = [n for n, m in doc["methods"].items() if "fps" in m]
+    fps = [doc["methods"][n]["fps"] for n in names]
+    lo = [f - doc["methods"][n]["fps_min"] for n, f in zip(names, fps)]
+    hi = [doc["methods"][n]["fps_max"] - f for n, f in zip(names, fps)]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 4))
+    ax.bar(names, fps, yerr=[lo, hi], capsize=4,
+           color=["tab:gray" if n == doc["baseline"] else "tab:blue" for n in names])
+    for k, f in enumerate(fps):
+        ax.text(k, f, f"{f:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("frames / s (median, bars: min-max)")
+    ax.set_title(f"{doc['model']} on {doc['machine']['cpu']} ({doc['machine']['cores']} cores)")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,41 @@
+"""`hetsched bench` end to end on a small model: every method runs, the JSON has the documented
+shape, energy is null where no backend exists, and the report files are written."""
+
+import json
+
+from hetsched.cli import main
+
+
+def test_bench_model_json_and_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", "tiny-yolov2", "--size", "64", "--frames", "3", "--repeat", "2",
+                 "--pes", "cpu0", "-o", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["baseline"] == "sequential"
+    assert set(doc["methods"]) == {"sequential", "intra-op", "replicate", "heuristic", "optimal"}
+    for name, m in doc["methods"].items():
+        assert {"fps", "fps_min", "fps_max", "latency_ms_p50", "latency_ms_p99",
+                "joules_per_frame"} <= set(m), name
+        assert m["fps_min"] <= m["fps"] <= m["fps_max"] and m["fps"] > 0
+    if doc["energy"] is None:
+        assert all(m["joules_per_frame"] is None for m in doc["methods"].values())
+    assert doc["methods"]["sequential"]["ratio_vs_baseline"] == 1.0
+    assert {p.name for p in out.iterdir()} == {"bench.json", "report.md", "bench.png"}
+    assert "| sequential |" in (out / "report.md").read_text()
+
+
+def test_bench_spec_measures_the_detection_loop(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "p.yaml"
+    spec.write_text("model: {zoo: tiny-yolov2, size: 64}\npes: [cpu0, cpu1]\n"
+                    "source: synthetic:96x64\nsink: none\n")
+    assert main(["bench", str(spec), "--methods", "loop-sequential,loop-pipelined", "--frames", "4",
+                 "--repeat", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["baseline"] == "loop-sequential" and doc["loop_ratio"] > 0
+
+
+def test_bench_rejects_unknown_method(capsys):
+    assert main(["bench", "--model", "tiny-yolov2", "--methods", "warp-drive"]) == 1
+    assert "unknown bench method(s) ['warp-drive']" in capsys.readouterr().err
