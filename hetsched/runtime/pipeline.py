@@ -1,9 +1,10 @@
 """Frames through threads: source -> pre-processing pool -> stage workers -> post-processing pool
 -> sink, with a bounded `Channel` between each hop.
 
-One worker thread per PE of each stage (a replicated stage's members share its input channel,
-so frames alternate over them and a faster member takes more); a PE that serves several stages
-runs one frame at a time through a per-PE lock, as the contract's model assumes. Engines are
+One worker thread per PE of each stage. A replicated stage's members take frames round robin
+(member m of k gets the frames whose sequence number is m mod k, each through its own input
+channel), as JEDI does and the contract prices it: a slow member holds the group back. A PE that
+serves several stages runs one frame at a time through a per-PE lock, as the contract assumes. Engines are
 opened on their worker threads (CPU workers pin themselves first) and the source starts only
 when every engine is ready, so load time is not charged to throughput.
 
@@ -96,12 +97,14 @@ class Pipeline:
         self.mode, self.max_frames, self.keep_image = mode, max_frames, keep_image
         self.pre_threads, self.post_threads = pre_threads, post_threads
         self.q_src = Channel("source", buffers)
-        self.q_stage = [Channel("stage0" if j == 0 else f"stage{j}", buffers,
-                                producers=pre_threads if j == 0 else len(stages[j - 1].workers))
-                        for j in range(len(stages))]
+        # q_stage[j][m]: the input of member m of stage j; each is fed by every producer of the
+        # hop before (the pre-processing pool, or every member of stage j-1)
+        self.q_stage = [[Channel(f"stage{j}" + (f".{m}" if len(stages[j].workers) > 1 else ""),
+                                 buffers, producers=pre_threads if j == 0 else len(stages[j - 1].workers))
+                         for m in range(len(stages[j].workers))] for j in range(len(stages))]
         self.q_post = Channel("post", buffers, producers=len(stages[-1].workers))
         self.q_sink = Channel("sink", buffers, producers=post_threads)
-        self._channels = [self.q_src, *self.q_stage, self.q_post, self.q_sink]
+        self._channels = [self.q_src, *(c for cs in self.q_stage for c in cs), self.q_post, self.q_sink]
         self._pe_locks = {w.pe: threading.Lock() for s in stages for w in s.workers}
         self._seq_lock = threading.Lock()
         self._next_seq = 0
@@ -182,13 +185,14 @@ class Pipeline:
                     return
                 if not self.keep_image:
                     frame.image = None
-                self.q_stage[0].put(frame)
+                _route(self.q_stage[0], frame).put(frame)
         except EndOfStream:
-            self.q_stage[0].producer_done()
+            for ch in self.q_stage[0]:
+                ch.producer_done()
         except Aborted:
             pass
 
-    def _stage_loop(self, j: int, worker: Worker, stats: WorkerStats) -> None:
+    def _stage_loop(self, j: int, m: int, worker: Worker, stats: WorkerStats) -> None:
         where = f"stage {j} on {worker.pe}"
         engine = None
         try:
@@ -202,8 +206,8 @@ class Pipeline:
             self._pending -= 1
             if self._pending == 0:
                 self._ready.set()
-        inq = self.q_stage[j]
-        outq = self.q_stage[j + 1] if j + 1 < len(self.stages) else self.q_post
+        inq = self.q_stage[j][m]
+        outs = self.q_stage[j + 1] if j + 1 < len(self.stages) else [self.q_post]
         keep = self.stages[j].keep
         lock = self._pe_locks[worker.pe]
         try:
@@ -228,9 +232,10 @@ class Pipeline:
                 frame.tensors.update(out)
                 if keep is not None:
                     frame.tensors = {k: v for k, v in frame.tensors.items() if k in keep}
-                outq.put(frame)
+                _route(outs, frame).put(frame)
         except EndOfStream:
-            outq.producer_done()
+            for ch in outs:
+                ch.producer_done()
         except Aborted:
             pass
         finally:
@@ -306,10 +311,10 @@ class Pipeline:
         restore = self._install_signals() if handle_signals else {}
         try:
             for j, stage in enumerate(self.stages):
-                for w in stage.workers:
+                for m, w in enumerate(stage.workers):
                     stats = WorkerStats(j, w.pe, 0, 0.0)
                     self._stats.append(stats)
-                    self._spawn(f"stage{j}-{w.pe}", self._stage_loop, j, w, stats)
+                    self._spawn(f"stage{j}-{w.pe}", self._stage_loop, j, m, w, stats)
             self._spawn("source", self._source_loop)
             for k in range(self.pre_threads):
                 self._spawn(f"pre{k}", self._pre_loop)
@@ -361,6 +366,11 @@ class Pipeline:
                             "capacity": ch.capacity} for ch in self._channels}
         return Report(self._frames, wall, list(self._latencies), list(self._stats), queues,
                       self.q_src.dropped, self._stopped, self._error, leaked)
+
+
+def _route(channels: list[Channel], frame: Frame) -> Channel:
+    """Round robin over a replicated stage's members by sequence number."""
+    return channels[frame.seq % len(channels)]
 
 
 def _why(e: BaseException) -> str:
