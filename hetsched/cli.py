@@ -151,6 +151,31 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from . import profile
+    from .partition.cost import evaluate, stages_from_dicts
+    from .simulate import simulate
+    prof = profile.load(args.profile)
+    try:
+        raw = json.loads(Path(args.plan).read_text())
+    except FileNotFoundError:
+        raise HetschedError(f"{args.plan}: no such plan file") from None
+    except json.JSONDecodeError as e:
+        raise HetschedError(f"{args.plan}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(raw, dict) or "stages" not in raw:
+        raise HetschedError(f"{args.plan}: not a plan (no 'stages')")
+    plan = evaluate(prof, stages_from_dicts(raw["stages"]), raw.get("method", "manual"),
+                    max_stages=None)
+    res = simulate(prof, plan, frames=args.frames, buffers=args.buffers, pre_ms=args.pre_ms,
+                   post_ms=args.post_ms, pre_threads=args.pre_threads, post_threads=args.post_threads)
+    if args.plot:
+        from .plots import timeline
+        timeline(res.events, args.plot, f"{prof.model.name}: simulated {plan.method} plan "
+                                        f"({res.steady_fps:.1f} fps steady)")
+    print(json.dumps(res.to_dict(), indent=1) if args.json else res.format())
+    return 0
+
+
 def cmd_devices(args) -> int:
     from .devices import discover, format_table
     info = discover()
@@ -416,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="write the plan JSON here")
     s.add_argument("--plot", metavar="FILE.png", help="draw per-PE load and the stage timeline")
     s.set_defaults(fn=cmd_plan)
+
+    s = sub.add_parser("simulate", help="replay a plan as the runtime would run it (discrete events)")
+    s.add_argument("profile", help="profile JSON")
+    s.add_argument("plan", help="plan JSON (hetsched plan -o)")
+    s.add_argument("--frames", type=int, default=200)
+    s.add_argument("--buffers", type=int, default=2, help="queue capacity between hops")
+    s.add_argument("--pre-ms", type=float, default=0.0, help="pre-processing time per frame")
+    s.add_argument("--post-ms", type=float, default=0.0, help="post-processing time per frame")
+    s.add_argument("--pre-threads", type=int, default=1)
+    s.add_argument("--post-threads", type=int, default=1)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--plot", metavar="FILE.png", help="draw the simulated stage runs (Gantt)")
+    s.set_defaults(fn=cmd_simulate)
 
     s = sub.add_parser("devices", help="list this machine's processing elements")
     s.add_argument("--json", action="store_true")

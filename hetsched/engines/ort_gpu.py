@@ -21,14 +21,19 @@ def gpu_index(pe: str) -> int:
     return int(tail or 0)
 
 
+def _require(pe: str, provider: str) -> None:
+    import onnxruntime as ort
+    if provider not in ort.get_available_providers():
+        raise EngineError(f"{pe}: onnxruntime {ort.__version__} has no {provider} (install "
+                          f"hetsched[gpu], which replaces onnxruntime with onnxruntime-gpu)")
+
+
 class OrtGpuEngine:
     def __init__(self, model, pe: str, opts: EngineOptions, providers: list):
         import onnxruntime as ort
         from ..ortsession import session_options
-        wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
-        if wanted not in ort.get_available_providers():
-            raise EngineError(f"{pe}: onnxruntime {ort.__version__} has no {wanted} (install "
-                              f"hetsched[gpu], which replaces onnxruntime with onnxruntime-gpu)")
+        wanted = providers[0][0]
+        _require(pe, wanted)
         self.pe = pe
         so = session_options(opts.threads, opts.optimization)
         try:
@@ -52,6 +57,7 @@ def open_cuda(model, pe, opts: EngineOptions) -> OrtGpuEngine:
 
 
 def open_tensorrt(model, pe, opts: EngineOptions) -> OrtGpuEngine:
+    _require(pe, "TensorrtExecutionProvider")
     cache = opts.cache_dir or os.path.join("out", "trt-cache")
     os.makedirs(cache, exist_ok=True)
     trt_opts = {"device_id": gpu_index(pe), "trt_engine_cache_enable": True,
