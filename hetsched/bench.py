@@ -104,7 +104,8 @@ def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_li
             opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization)
 
             def run(plan=plan, opts=opts):
-                stages = build_stages(g, plan.stages, place(plan.stages, prof), opts, prof)
+                stages = build_stages(g, plan.stages, place(plan.stages, prof), opts, prof,
+                                      plan.dla_fallback)
                 pipe = Pipeline(_Tensors(feeds, frames), stages, pre=_feed, post=lambda f: None,
                                 buffers=spec.buffers)
                 return pipe.run()

@@ -81,20 +81,36 @@ def cmd_import_darknet(args) -> int:
     return 0
 
 
+def _model_arg(name: str, size: int, shapes):
+    """A zoo name (built at `size`) or an ONNX file, as a graph."""
+    from . import graph
+    from .models.zoo import ZOO, build_zoo
+    if name in ZOO:
+        return graph.from_model(build_zoo(name, size), name=f"{name}-{size}")
+    return graph.load(name, _input_shapes(shapes))
+
+
 def cmd_profile(args) -> int:
-    from . import graph, profile
+    from . import profile
+    from .summary import format_summary
+    if bool(args.pe) == bool(args.board):
+        raise HetschedError("give --pe (measure on this machine's CPUs) or --board (model a board)")
+    from .profiler.board import load_board
     from .profiler.cpu import profile_cpu
     from .profiler.pes import parse_pes
-    from .summary import format_summary
-    pes = parse_pes(args.pe)
-    g = graph.load(args.model, _input_shapes(args.input_shape))
-    prog = Progress(quiet=args.quiet)
+    from .profiler.roofline import model_profile
+    target = load_board(args.board) if args.board else parse_pes(args.pe)  # bad names fail first
+    g = _model_arg(args.model, args.size, args.input_shape)
     t0 = time.perf_counter()
-    prof = profile_cpu(g, pes, runs=args.runs, warmup=args.warmup, progress=prog)
+    if args.board:
+        prof = model_profile(g, target, args.precision)
+    else:
+        prof = profile_cpu(g, target, runs=args.runs, warmup=args.warmup,
+                           progress=Progress(quiet=args.quiet))
     profile.save(prof, args.output)
     if not args.quiet:
         print(format_summary(prof))
-        print(f"\nwrote {args.output} in {time.perf_counter() - t0:.1f} s")
+        print(f"\nwrote {args.output} ({prof.source}) in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -122,7 +138,7 @@ def cmd_plan(args) -> int:
     from .partition.report import format_comparison, format_plan
     prof = profile.load(args.profile)
     opts = {"pes": args.pes.split(",") if args.pes else None, "max_stages": args.max_stages,
-            "replication": not args.no_replication}
+            "replication": not args.no_replication, "dla_fallback": args.dla_fallback}
     if args.method == "all":
         plans = {}
         for m in METHODS:
@@ -165,7 +181,7 @@ def cmd_simulate(args) -> int:
     if not isinstance(raw, dict) or "stages" not in raw:
         raise HetschedError(f"{args.plan}: not a plan (no 'stages')")
     plan = evaluate(prof, stages_from_dicts(raw["stages"]), raw.get("method", "manual"),
-                    max_stages=None)
+                    max_stages=None, dla_fallback=bool(raw.get("dla_fallback")))
     res = simulate(prof, plan, frames=args.frames, buffers=args.buffers, pre_ms=args.pre_ms,
                    post_ms=args.post_ms, pre_threads=args.pre_threads, post_threads=args.post_threads)
     if args.plot:
@@ -410,9 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(fn=cmd_import_darknet)
 
-    s = sub.add_parser("profile", help="measure every layer's cost on CPU PEs")
-    s.add_argument("model", help="ONNX file")
-    s.add_argument("--pe", required=True, help="PEs, e.g. cpu0,cpu1 (cpuA-B groups cores)")
+    s = sub.add_parser("profile", help="measure every layer's cost on CPU PEs, or model it on a board")
+    s.add_argument("model", help="ONNX file, or a zoo name (built at --size)")
+    s.add_argument("--size", type=int, default=416, help="input size of a zoo model")
+    s.add_argument("--pe", help="measure on these PEs, e.g. cpu0,cpu1 (cpuA-B groups cores)")
+    s.add_argument("--board", help="model on a board instead: jetson-tx2, jetson-agx-xavier, "
+                                    "jetson-agx-orin, vm-2core, or a board JSON")
+    s.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
+                   help="precision of a modeled profile (default fp16)")
     s.add_argument("--runs", type=int, default=10, help="measured runs per PE (median)")
     s.add_argument("--warmup", type=int, default=3, help="warm-up runs per PE")
     s.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
@@ -435,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pes", help="only these PEs, e.g. cpu0,gpu (default: all in the profile)")
     s.add_argument("--max-stages", type=int, default=8)
     s.add_argument("--no-replication", action="store_true", help="no stage over several PEs")
+    s.add_argument("--dla-fallback", action="store_true",
+                   help="let a DLA stage hold layers the DLA cannot run; the GPU runs them "
+                        "(charged to its load, plus transfers around each fallback island)")
     s.add_argument("--time-limit", type=float, default=10.0,
                    help="seconds the exact search may take before it gives up (default 10)")
     s.add_argument("--json", action="store_true", help="print the plan object (contract section 3)")

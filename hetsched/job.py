@@ -75,12 +75,15 @@ def plan_for(prof: profmod.Profile | None, plan: dict, pes: list[str] | None, n_
     """A plan from the spec's `plan`: a method, explicit stages, or a plan file. Without a
     profile only given stages can be used, and they are checked for coverage alone."""
     opts = {"max_stages": int(plan.get("max_stages", 8)),
-            "replication": bool(plan.get("replication", True))}
+            "replication": bool(plan.get("replication", True)),
+            "dla_fallback": bool(plan.get("dla_fallback", False))}
     if "stages" in plan or "file" in plan:
         raw = plan.get("stages")
         if "file" in plan:
             try:
-                raw = json.loads(Path(plan["file"]).read_text()).get("stages")
+                doc = json.loads(Path(plan["file"]).read_text())
+                raw = doc.get("stages")
+                opts["dla_fallback"] = opts["dla_fallback"] or bool(doc.get("dla_fallback"))
             except FileNotFoundError:
                 raise HetschedError(f"{plan['file']}: no such plan file") from None
             except (json.JSONDecodeError, AttributeError) as e:
@@ -127,7 +130,7 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
     placement = place(plan.stages, prof, emulate=bool(spec.emulate))
     opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization,
                          emulate=spec.emulate or "timing")
-    stages = build_stages(g, plan.stages, placement, opts, prof)
+    stages = build_stages(g, plan.stages, placement, opts, prof, plan.dla_fallback)
     return Pipeline(source, stages, pre=task.pre, post=task.post, sinks=sinks,
                     buffers=spec.buffers, pre_threads=spec.pre_threads,
                     post_threads=spec.post_threads, mode=spec.mode, max_frames=spec.frames,

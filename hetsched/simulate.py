@@ -202,7 +202,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
     """Replay `plan` for `frames` frames; stage times come from the contract's evaluator."""
     if frames < 1 or buffers < 1 or pre_threads < 1 or post_threads < 1:
         raise ValueError("frames, buffers and thread counts must be at least 1")
-    priced = evaluate(profile, plan.stages, plan.method, check=False)
+    priced = evaluate(profile, plan.stages, plan.method, check=False, dla_fallback=plan.dla_fallback)
     stages = plan.stages
     sim = _Sim()
     q_src = _Queue("source", buffers, 1)

@@ -19,39 +19,50 @@ from itertools import combinations
 import numpy as np
 
 from ..profile import Profile
-from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
+from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate, fallback_gpu
 from .groups import allowed_pes, check_feasible
 
 
-def _best_copies(profile: Profile, pes, method: str, sizes) -> Plan:
+def _best_copies(profile: Profile, pes, method: str, sizes, dla_fallback: bool = False) -> Plan:
     """The best whole-network plan over `sizes` PEs (round robin when more than one) among the
-    allowed PEs that can run every layer."""
+    allowed PEs that can run every layer (a DLA with `dla_fallback`: what it cannot run, the GPU
+    runs, as jetson_benchmarks' DLA copies do)."""
     t0 = time.perf_counter()
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
-    capable = [p for p in names if all(l.cost_ms.get(p) is not None for l in profile.layers)]
+    gpu = fallback_gpu(profile, names) if dla_fallback else None
+
+    def can(p, layer):
+        if layer.cost_ms.get(p) is not None:
+            return True
+        return gpu is not None and profile.pes[p].kind == "dla" and layer.cost_ms.get(gpu) is not None
+    capable = [p for p in names if all(can(p, l) for l in profile.layers)]
     if not capable:
         raise PlanError(f"no PE of {', '.join(names)} can run every layer on its own")
     last = len(profile.layers) - 1
     best = None
     for k in sizes(len(capable)):
         for members in combinations(capable, k):
-            plan = evaluate(profile, [Stage(members, 0, last)], method, check=False)
+            plan = evaluate(profile, [Stage(members, 0, last)], method, check=False,
+                            pes=names, dla_fallback=dla_fallback)
             if better(plan, best):
                 best = plan
     best.solve_ms = (time.perf_counter() - t0) * 1e3
     return best
 
 
-def single(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
-    return _best_copies(profile, pes, "single", lambda n: [1])
+def single(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES,
+           dla_fallback=False) -> Plan:
+    return _best_copies(profile, pes, "single", lambda n: [1], dla_fallback)
 
 
-def replicate(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
-    return _best_copies(profile, pes, "replicate", lambda n: range(1, n + 1))
+def replicate(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES,
+              dla_fallback=False) -> Plan:
+    return _best_copies(profile, pes, "replicate", lambda n: range(1, n + 1), dla_fallback)
 
 
-def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES) -> Plan:
+def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES,
+         dla_fallback=False) -> Plan:
     t0 = time.perf_counter()
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
@@ -66,10 +77,12 @@ def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX
     stages = [Stage((names[j],), edges[j], edges[j + 1] - 1) for j in range(len(edges) - 1)]
     for s in stages:
         for i in range(s.first, s.last + 1):
-            if profile.layers[i].cost_ms.get(s.pes[0]) is None:
+            if profile.layers[i].cost_ms.get(s.pes[0]) is None and not (
+                    dla_fallback and profile.pes[s.pes[0]].kind == "dla"):
                 raise PlanError(f"even split puts layer {i} '{profile.layers[i].name}' on "
                                 f"{s.pes[0]}, which cannot run it")
-    plan = evaluate(profile, stages, "even", pes=names, max_stages=max_stages)
+    plan = evaluate(profile, stages, "even", pes=names, max_stages=max_stages,
+                    dla_fallback=dla_fallback)
     plan.solve_ms = (time.perf_counter() - t0) * 1e3
     return plan
 

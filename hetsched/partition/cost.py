@@ -34,9 +34,10 @@ class StageCost:
     compute_ms: dict[str, float]
     in_ms: dict[str, float]
     out_ms: dict[str, float]
+    fallback_ms: dict[str, float] = field(default_factory=dict)   # --dla-fallback islands
 
     def time_ms(self, pe: str) -> float:
-        return self.compute_ms[pe] + self.in_ms[pe] + self.out_ms[pe]
+        return self.compute_ms[pe] + self.in_ms[pe] + self.out_ms[pe] + self.fallback_ms.get(pe, 0.0)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Plan:
     pe_load_ms: dict[str, float]
     stage_costs: list[StageCost] = field(default_factory=list, repr=False)
     solve_ms: float | None = None
+    dla_fallback: bool = False
 
     def key(self) -> tuple[float, float, int]:
         """The contract's order: bottleneck, then latency, then fewer stages."""
@@ -61,6 +63,8 @@ class Plan:
              "latency_ms": self.latency_ms, "pe_load_ms": self.pe_load_ms}
         if self.solve_ms is not None:
             d["solve_ms"] = self.solve_ms
+        if self.dla_fallback:
+            d["dla_fallback"] = True   # priced beyond the contract's strict default
         return d
 
 
@@ -74,8 +78,16 @@ def better(a: Plan, b: Plan | None) -> bool:
     return a.key()[2] < b.key()[2]
 
 
+def fallback_gpu(profile: Profile, allowed=None) -> str:
+    """The GPU that runs what a DLA cannot under `--dla-fallback` (TensorRT's GPU_FALLBACK)."""
+    gpus = [p for p, pe in profile.pes.items() if pe.kind == "gpu" and (allowed is None or p in allowed)]
+    if not gpus:
+        raise PlanError("--dla-fallback needs a GPU PE among the allowed PEs to fall back to")
+    return gpus[0]
+
+
 def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = DEFAULT_MAX_STAGES,
-             pes: list[str] | None = None, replication: bool = True) -> None:
+             pes: list[str] | None = None, replication: bool = True, dla_fallback: bool = False) -> None:
     n = len(profile.layers)
     if not stages:
         raise PlanError("plan has no stages")
@@ -113,8 +125,12 @@ def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = 
         for i in range(s.first, s.last + 1):
             for pe in s.pes:
                 if profile.layers[i].cost_ms.get(pe) is None:
+                    if dla_fallback and profile.pes[pe].kind == "dla" and \
+                            profile.layers[i].cost_ms.get(fallback_gpu(profile, allowed)) is not None:
+                        continue
                     raise PlanError(f"layer {i} '{profile.layers[i].name}' cannot run on {pe} "
-                                    f"(stage {j})")
+                                    f"(stage {j})" + ("" if dla_fallback or profile.pes[pe].kind != "dla"
+                                                      else "; --dla-fallback would run it on the GPU"))
     if expect != n:
         raise PlanError(f"stages end at layer {expect - 1}; the profile has layers up to {n - 1}")
 
@@ -146,6 +162,8 @@ def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
     if check:
         validate(profile, stages, **limits)
     index = index or CostIndex(profile)
+    fallback = bool(limits.get("dla_fallback"))
+    gpu = fallback_gpu(profile, limits.get("pes")) if fallback else None
     load = {pe: 0.0 for pe in profile.pes}
     latency = 0.0
     costs = []
@@ -164,14 +182,44 @@ def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
             comp[pe] = pre[s.last + 1] - pre[s.first]
             tin[pe] = sum(profile.transfer_ms(src, pe, profile.tensors[t]) for t, src in external.items())
             tout[pe] = sum(profile.transfer_ms(pe, host, profile.tensors[t]) for t in produced_outputs)
-        sc = StageCost(comp, tin, tout)
+        extra = {}
+        for pe in s.pes:
+            if fallback and profile.pes[pe].kind == "dla":
+                extra[pe], gpu_ms = _islands(profile, index, s, pe, gpu)
+                load[gpu] += gpu_ms / len(s.pes)
+        sc = StageCost(comp, tin, tout, extra)
         costs.append(sc)
         for pe in s.pes:
             load[pe] += sc.time_ms(pe) / len(s.pes)
         latency += sc.time_ms(s.pes[0])
     bottleneck = max(load.values())
     fps = 1000.0 / bottleneck if bottleneck > 0 else float("inf")
-    return Plan(method, list(stages), bottleneck, fps, latency, load, costs)
+    return Plan(method, list(stages), bottleneck, fps, latency, load, costs, dla_fallback=fallback)
+
+
+def _islands(profile: Profile, index: CostIndex, s: Stage, pe: str, gpu: str) -> tuple[float, float]:
+    """What a DLA stage's fallback islands (maximal runs of layers `pe` cannot run) cost: (time the
+    DLA's stage waits: GPU compute plus a transfer out to the GPU of each tensor an island reads
+    and back of each tensor it hands on, GPU compute alone)."""
+    layers = profile.layers
+    wait = gpu_ms = 0.0
+    i = s.first
+    while i <= s.last:
+        if layers[i].cost_ms.get(pe) is not None:
+            i += 1
+            continue
+        a = i
+        while i <= s.last and layers[i].cost_ms.get(pe) is None:
+            i += 1
+        island = range(a, i)
+        made = {t for k in island for t in layers[k].outputs}
+        reads = {t for k in island for t, _ in index.inputs[k] if t not in made}
+        later = {t for k in range(i, len(layers)) for t, _ in index.inputs[k]} | set(profile.graph_outputs)
+        ms = sum(layers[k].cost_ms[gpu] for k in island)
+        gpu_ms += ms
+        wait += ms + sum(profile.transfer_ms(pe, gpu, profile.tensors[t]) for t in reads) \
+            + sum(profile.transfer_ms(gpu, pe, profile.tensors[t]) for t in made & later)
+    return wait, gpu_ms
 
 
 def _stage_of(stages: list[Stage], layer: int, before: int) -> int:

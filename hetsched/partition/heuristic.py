@@ -25,7 +25,7 @@ from itertools import permutations
 import numpy as np
 
 from ..profile import Profile
-from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate
+from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate, fallback_gpu
 from .groups import allowed_pes, check_feasible, runnable, stage_groups
 
 BISECTION_STEPS = 30
@@ -150,12 +150,29 @@ def _balance(prefix: _Prefix, order, hi: float):
     return best
 
 
-def _price(profile, order, spans, index) -> Plan:
+def _price(profile, order, spans, index, limits) -> Plan:
     stages = [Stage(tuple(g), a, e) for g, (a, e) in zip(order, spans)]
-    return evaluate(profile, stages, "heuristic", check=False, index=index)
+    return evaluate(profile, stages, "heuristic", check=False, index=index, **limits)
 
 
-def _refine(profile: Profile, plan: Plan, index: CostIndex) -> Plan:
+def _fallback_view(profile: Profile, names) -> Profile:
+    """For balancing only: a DLA's null cost becomes the GPU's cost of that layer (the exact
+    pricing adds the transfers around each fallback island and charges the GPU)."""
+    import copy
+    gpu = fallback_gpu(profile, names)
+    view = copy.copy(profile)
+    view.layers = []
+    for layer in profile.layers:
+        costs = dict(layer.cost_ms)
+        for p in names:
+            if profile.pes[p].kind == "dla" and costs.get(p) is None:
+                costs[p] = layer.cost_ms.get(gpu)
+        view.layers.append(copy.copy(layer))
+        view.layers[-1].cost_ms = costs
+    return view
+
+
+def _refine(profile: Profile, plan: Plan, index: CostIndex, limits) -> Plan:
     improved = True
     while improved:
         improved = False
@@ -169,9 +186,9 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex) -> Plan:
                     trial = list(stages)
                     trial[c] = Stage(stages[c].pes, stages[c].first, cut)
                     trial[c + 1] = Stage(stages[c + 1].pes, cut + 1, stages[c + 1].last)
-                    if not all(_runnable(profile, s) for s in (trial[c], trial[c + 1])):
+                    if not all(_runnable(profile, s, limits) for s in (trial[c], trial[c + 1])):
                         continue
-                    cand = evaluate(profile, trial, "heuristic", check=False, index=index)
+                    cand = evaluate(profile, trial, "heuristic", check=False, index=index, **limits)
                     if better(cand, plan):
                         plan, improved = cand, True
             if improved:
@@ -179,18 +196,25 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex) -> Plan:
     return plan
 
 
-def _runnable(profile: Profile, s: Stage) -> bool:
+def _runnable(profile: Profile, s: Stage, limits) -> bool:
+    if limits.get("dla_fallback") and all(profile.pes[p].kind == "dla" for p in s.pes):
+        gpu = fallback_gpu(profile, limits["pes"])
+        return all(runnable(profile, (gpu,), i) or runnable(profile, s.pes, i)
+                   for i in range(s.first, s.last + 1))
     return all(runnable(profile, s.pes, i) for i in range(s.first, s.last + 1))
 
 
 def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
-          max_stages: int = DEFAULT_MAX_STAGES) -> Plan:
+          max_stages: int = DEFAULT_MAX_STAGES, dla_fallback: bool = False) -> Plan:
+    """`dla_fallback`: a DLA stage may hold layers the DLA cannot run; the GPU runs them
+    (`cost.evaluate` charges the GPU and the transfers around each fallback island)."""
     t0 = time.perf_counter()
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
     groups = stage_groups(profile, names, replication)
-    limits = {"pes": names, "max_stages": max_stages, "replication": replication}
-    prefix = _Prefix(profile, names)
+    limits = {"pes": names, "max_stages": max_stages, "replication": replication,
+              "dla_fallback": dla_fallback}
+    prefix = _Prefix(_fallback_view(profile, names) if dla_fallback else profile, names)
     index = CostIndex(profile)
     # any order's greedy fill succeeds at the sum of the slowest costs, so that bounds the search
     hi = max(float(prefix.sum[p][-1]) for p in names) * max(len(g) for g in groups) + 1.0
@@ -199,7 +223,7 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         spans = _balance(prefix, order, hi)
         if spans is None:
             continue
-        priced.append(_price(profile, order, spans, index))
+        priced.append(_price(profile, order, spans, index, limits))
     if not priced:
         from .cost import PlanError
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
@@ -207,7 +231,7 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     priced.sort(key=lambda p: p.key())
     best = None
     for plan in priced[:REFINE_TOP]:
-        plan = _refine(profile, plan, index)
+        plan = _refine(profile, plan, index, limits)
         if better(plan, best):
             best = plan
     best = evaluate(profile, best.stages, "heuristic", index=index, **limits)

@@ -46,10 +46,13 @@ DEFAULT_TIME_LIMIT_S = 10.0
 
 def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
           max_stages: int = DEFAULT_MAX_STAGES, upper_bound: float | None = None,
-          time_limit_s: float | None = DEFAULT_TIME_LIMIT_S) -> Plan:
+          time_limit_s: float | None = DEFAULT_TIME_LIMIT_S, dla_fallback: bool = False) -> Plan:
     """The optimal plan. `upper_bound` (ms) prunes the search and must be the bottleneck of a
     feasible plan or more; by default the heuristic's plan provides it. Past `time_limit_s` the
     search gives up with a PlanError (it never returns a plan it has not proven optimal)."""
+    if dla_fallback:
+        raise PlanError("the optimal planner prices the contract's strict plans only; "
+                        "--dla-fallback plans come from the heuristic and the baselines")
     t0 = time.perf_counter()
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)

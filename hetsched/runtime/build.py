@@ -90,14 +90,15 @@ def keep_sets(graph: Graph, plan_stages: list[PlanStage]) -> list[frozenset[str]
 
 
 def build_stages(graph: Graph, plan_stages: list[PlanStage], placement: Placement,
-                 opts: EngineOptions, profile: Profile | None = None) -> list[Stage]:
+                 opts: EngineOptions, profile: Profile | None = None,
+                 dla_fallback: bool = False) -> list[Stage]:
     if plan_stages[-1].last != len(graph) - 1 or plan_stages[0].first != 0:
         raise HetschedError(f"the plan covers layers {plan_stages[0].first}..{plan_stages[-1].last}"
                             f", the model has 0..{len(graph) - 1}")
     subs = graph.split([s.first for s in plan_stages[1:]])
     hold = {}
     if placement.emulated:
-        priced = evaluate(profile, plan_stages, check=False)
+        priced = evaluate(profile, plan_stages, check=False, dla_fallback=dla_fallback)
         hold = {(j, pe): c.time_ms(pe) for j, c in enumerate(priced.stage_costs) for pe in c.compute_ms}
     stages = []
     for j, (s, sub, keep) in enumerate(zip(plan_stages, subs, keep_sets(graph, plan_stages))):

@@ -91,7 +91,8 @@ def from_dict(d: dict, where: str = "spec", base: Path | None = None) -> RunSpec
         if k in model:
             model[k] = rel(model[k])
     plan = d.get("plan", {"method": "heuristic"})
-    _check_keys(plan, {"method", "stages", "file", "max_stages", "replication"}, f"{where}: plan")
+    _check_keys(plan, {"method", "stages", "file", "max_stages", "replication", "dla_fallback"},
+                f"{where}: plan")
     if sum(k in plan for k in ("method", "stages", "file")) > 1:
         raise SpecError(f"{where}: plan takes one of method, stages, file")
     if "file" in plan:
