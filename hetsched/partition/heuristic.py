@@ -234,6 +234,16 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         plan = _refine(profile, plan, index, limits)
         if better(plan, best):
             best = plan
+    if dla_fallback:
+        # fallback only widens what is allowed: the strict plan is a candidate too (balancing on
+        # the fallback view can miss it)
+        from .cost import PlanError
+        try:
+            strict = solve(profile, pes=names, replication=replication, max_stages=max_stages)
+            if better(strict, best):
+                best = strict
+        except PlanError:
+            pass
     best = evaluate(profile, best.stages, "heuristic", index=index, **limits)
     best.solve_ms = (time.perf_counter() - t0) * 1e3
     return best
