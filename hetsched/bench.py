@@ -195,17 +195,26 @@ def format_table(doc: dict) -> str:
     return "\n".join(rows)
 
 
-def markdown(doc: dict, command: str) -> str:
-    lines = [f"# hetsched bench: {doc['model']}", "", f"Command: `{command}`", "",
-             "| method | fps (median) | min | max | x baseline | latency p50 ms | p99 ms | J/frame |",
-             "|---|---|---|---|---|---|---|---|"]
+HEADER = ("| method | fps (median) | min | max | x baseline | latency p50 ms | p99 ms | J/frame |",
+          "|---|---|---|---|---|---|---|---|")
+
+
+def markdown_rows(doc: dict, lead: str = "") -> list[str]:
+    """One table row per method (`lead` cells, e.g. "| run ", go first)."""
+    rows = []
     for name, m in doc["methods"].items():
         if "error" in m:
-            lines.append(f"| {name} | failed: {m['error']} | | | | | | |")
+            rows.append(f"{lead}| {name} | failed: {m['error']} | | | | | | |")
             continue
         j = "unavailable" if m["joules_per_frame"] is None else f"{m['joules_per_frame']:.4f}"
-        lines.append(f"| {name} | {m['fps']:.2f} | {m['fps_min']:.2f} | {m['fps_max']:.2f} | "
-                     f"{m['ratio_vs_baseline']} | {m['latency_ms_p50']:.1f} | {m['latency_ms_p99']:.1f} | {j} |")
+        rows.append(f"{lead}| {name} | {m['fps']:.2f} | {m['fps_min']:.2f} | {m['fps_max']:.2f} | "
+                    f"{m['ratio_vs_baseline']} | {m['latency_ms_p50']:.1f} | {m['latency_ms_p99']:.1f} | {j} |")
+    return rows
+
+
+def markdown(doc: dict, command: str) -> str:
+    lines = [f"# hetsched bench: {doc['model']}", "", f"Command: `{command}`", "", *HEADER,
+             *markdown_rows(doc)]
     mc = doc["machine"]
     lines += ["", f"Machine: {mc['cpu']}, {mc['cores']} cores, host `{mc['host']}`, Python "
               f"{mc['python']}, onnxruntime {mc['onnxruntime']}. Baseline: `{doc['baseline']}`. "

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hetsched.atomic import write_text  # noqa: E402
+from hetsched.bench import HEADER, markdown_rows  # noqa: E402
 from hetsched.cli import main as hetsched  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,22 +32,15 @@ def main() -> int:
     out = Path(args.out)
     runs = [(m, ["--model", m]) for m in args.models.split(",") if m]
     runs.append(("tiny-yolov3 detection loop", [str(REPO / "pipelines" / "tiny-yolov3.yaml")]))
-    rows = ["| run | method | fps (median) | min-max | x baseline | J/frame |", "|---|---|---|---|---|---|"]
+    rows = ["| run " + HEADER[0], "|---" + HEADER[1]]
     for name, argv in runs:
         folder = out / name.replace(" ", "-")
         rc = hetsched(["bench", *argv, "--frames", str(args.frames), "--repeat", str(args.repeat),
                        "-o", str(folder)])
         if rc != 0:
-            rows.append(f"| {name} | failed (exit {rc}) | | | | |")
+            rows.append(f"| {name} | failed (exit {rc}) | | | | | | | |")
             continue
-        doc = json.loads((folder / "bench.json").read_text())
-        for method, m in doc["methods"].items():
-            if "error" in m:
-                rows.append(f"| {name} | {method} | failed: {m['error']} | | | |")
-                continue
-            j = "unavailable" if m["joules_per_frame"] is None else f"{m['joules_per_frame']:.4f}"
-            rows.append(f"| {name} | {method} | {m['fps']:.2f} | {m['fps_min']:.2f}-{m['fps_max']:.2f} "
-                        f"| {m['ratio_vs_baseline']} | {j} |")
+        rows += markdown_rows(json.loads((folder / "bench.json").read_text()), f"| {name} ")
     machine = json.loads((folder / "bench.json").read_text())["machine"] if runs else {}
     text = ("# Benchmark suite\n\nCommand: `python scripts/bench_suite.py " + " ".join(sys.argv[1:])
             + f"`\n\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, host "
