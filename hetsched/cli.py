@@ -334,7 +334,7 @@ def cmd_bench(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job end to end on the embedded default: build a zoo detector, profile it on this
-    machine's CPU PEs (cached), plan it with every method, run the best plan on the synthetic
+    machine's CPU PEs (cached), plan it with every method, run the default (heuristic) plan on the synthetic
     video, and measure it against one onnxruntime session over the whole model, interleaved."""
     from . import job, plots
     from .partition import METHODS, make_plan
@@ -363,8 +363,11 @@ def cmd_demo(args) -> int:
         except HetschedError as e:
             plans[method] = str(e)
     print(format_comparison(plans))
-    best = min((p for p in plans.values() if not isinstance(p, str)), key=lambda p: p.key())
-    print(f"\nbest: {best.method}\n{format_plan(prof, best)}")
+    # the default method runs: on two equal cores the contract's optimum zig-zags over many stages
+    # and measures slower than its prediction (README, Performance); the heuristic's plan does not
+    best = plans["heuristic"] if not isinstance(plans["heuristic"], str) else \
+        min((p for p in plans.values() if not isinstance(p, str)), key=lambda p: p.key())
+    print(f"\nrunning: {best.method}\n{format_plan(prof, best)}")
     print(f"\n[4/5] running {args.frames} synthetic frames through the plan and through one "
           f"onnxruntime session (all cores), interleaved x{args.rounds}")
     piped, seq = [], []
