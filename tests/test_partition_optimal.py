@@ -75,3 +75,19 @@ def test_pe_subset_and_max_stages(example):
 def test_infeasible_layer_is_named(example):
     with pytest.raises(PlanError, match="layer 0 'pre' .* cannot run on any allowed PE"):
         solve(example, pes=["gpu", "dla0"])
+
+
+def test_time_limit_is_kept_on_a_large_profile():
+    """The exact search gives up near its limit, inside a layer's work too (it once ran 80%
+    over on wide frontiers), and never returns an unproven plan."""
+    import time
+
+    import numpy as np
+
+    from partition_helpers import random_profile
+    prof = random_profile(np.random.default_rng(7), 300, ["cpu0", "gpu", "dla0", "dla1"],
+                          null_rate=0.05)
+    t0 = time.monotonic()
+    with pytest.raises(PlanError, match="time limit"):
+        solve(prof, time_limit_s=1.0)
+    assert time.monotonic() - t0 < 4.0

@@ -131,11 +131,7 @@ class _Search:
         labels = [np.zeros((1, width))]
         history = []  # per layer: (keys, parent key index arrays, parent row arrays)
         for i in range(n):
-            if self.deadline is not None and time.perf_counter() > self.deadline:
-                size = sum(len(x) for x in labels)
-                raise PlanError(f"the exact search reached its time limit at layer {i} of {n} "
-                                f"({size} partial plans on the frontier); this profile is too "
-                                f"large for the exact planner")
+            self._check_time(i, n, labels)
             layer = layers[i]
             ins = [self.pos[i][t] for t in dict.fromkeys(layer.inputs)]
             outs_here = [t for t in layer.outputs if t in outputs]
@@ -143,6 +139,8 @@ class _Search:
             ok = [runnable(profile, g, i) for g in groups]
             cand: dict = {}
             for ki, ((g, ctx, s), lab) in enumerate(zip(keys, labels)):
+                if ki % 64 == 63:  # one layer can take seconds on a wide frontier
+                    self._check_time(i, n, labels)
                 for h, group in enumerate(groups):
                     if not ok[h]:
                         continue
@@ -177,12 +175,19 @@ class _Search:
                         continue
                     rows = np.flatnonzero(keep)
                     cand.setdefault((h, ctx2, s2), []).append((nxt[rows], ki, rows))
+            frontier = labels
             keys, labels, parents = [], [], []
-            for key, parts in cand.items():
+            for kc, (key, parts) in enumerate(cand.items()):
+                if kc % 64 == 63:
+                    self._check_time(i, n, frontier)
                 lab = np.vstack([p[0] for p in parts])
                 pk = np.concatenate([np.full(len(p[2]), p[1]) for p in parts])
                 pr = np.concatenate([p[2] for p in parts])
-                sel = pareto.minimal(lab)
+                try:
+                    sel = pareto.minimal(lab, self.deadline)
+                except pareto.TimeUp:
+                    self._check_time(i, n, frontier)
+                    raise
                 keys.append(key)
                 labels.append(lab[sel])
                 parents.append((pk[sel], pr[sel]))
@@ -200,6 +205,12 @@ class _Search:
                     best, where = cand_plan, (ki, int(r))
         best.stages = self._stages(history, *where)
         return best
+
+    def _check_time(self, i: int, n: int, labels) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise PlanError(f"the exact search reached its time limit at layer {i} of {n} "
+                            f"({sum(len(x) for x in labels)} partial plans on the frontier); "
+                            f"this profile is too large for the exact planner")
 
     def _stages(self, history, ki: int, row: int) -> list[Stage]:
         n = len(history)

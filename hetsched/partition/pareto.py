@@ -8,13 +8,20 @@ the rows kept so far and the rows before it in the block, O(N * F) comparisons i
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 _BLOCK = 256
 
 
-def minimal(rows: np.ndarray) -> np.ndarray:
-    """Indices of the rows that no other row dominates (<= everywhere); of identical rows, one."""
+class TimeUp(Exception):
+    """The caller's deadline passed in the middle of a filter."""
+
+
+def minimal(rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    """Indices of the rows that no other row dominates (<= everywhere); of identical rows, one.
+    With a `deadline` (perf_counter seconds), a long filter stops with `TimeUp`."""
     n, d = rows.shape
     if n <= 1:
         return np.arange(n)
@@ -32,6 +39,8 @@ def minimal(rows: np.ndarray) -> np.ndarray:
     kept = []
     kept_rows = np.empty((0, d))
     for start in range(0, n, _BLOCK):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise TimeUp
         block = srt[start:start + _BLOCK]
         dom = np.zeros(len(block), bool)
         if len(kept_rows):
