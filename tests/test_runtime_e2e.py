@@ -156,3 +156,24 @@ def test_cli_run_sigterm_exits_143_within_a_second(tmp_path, model_file):
     assert stderr.strip().splitlines()[-1] == "hetsched: stopped by SIGTERM"
     lines = out.read_text().splitlines()   # a user stop keeps the complete lines written
     assert lines and [json.loads(x)["seq"] for x in lines] == list(range(len(lines)))
+
+
+def test_annotated_video_and_latest_mode(tmp_path, model_file, capsys):
+    import cv2
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"stages": PLANS["three-stages"]}))
+    video = tmp_path / "annotated.mp4"
+    assert main(["run", "--model", str(model_file), "--plan", str(plan), "--source",
+                 "synthetic:160x120", "--frames", "8", "--video", str(video), "--mode", "latest",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["report"]
+    cap = cv2.VideoCapture(str(video))
+    n = 0
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        assert img.shape == (120, 160, 3)
+        n += 1
+    assert n == report["frames"] == 8 - report["dropped"] and n >= 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
