@@ -28,6 +28,14 @@ from .runtime.task import make_task
 def load_model(model: dict, workdir) -> tuple[graphmod.Graph, Path]:
     """The spec's model as a normalised graph, and the ONNX file it lives in."""
     work = Path(workdir)
+    shapes = {k: [int(d) for d in v] for k, v in (model.get("input_shape") or {}).items()}
+    if model.get("zoo") == "ppocr-det":   # the pretrained text detector: a file, not a build
+        from .models.pretrained import PPOCR_INPUT, ppocr_det_path
+        size = int(model.get("size", 640))
+        path = ppocr_det_path()
+        g = graphmod.load(path, shapes or {PPOCR_INPUT: [1, 3, size, size]})
+        g.name = f"ppocr-det-{size}"
+        return g, path
     if "zoo" in model:
         from .models.zoo import build_zoo
         size, act = int(model.get("size", 416)), model.get("activation", "leaky")
@@ -41,7 +49,6 @@ def load_model(model: dict, workdir) -> tuple[graphmod.Graph, Path]:
                                          activation=model.get("activation")).SerializeToString())
     else:
         path = Path(model["onnx"])
-    shapes = {k: [int(d) for d in v] for k, v in (model.get("input_shape") or {}).items()}
     return graphmod.load(path, shapes), path
 
 

@@ -17,7 +17,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hetsched import job, profile  # noqa: E402
+from hetsched import job  # noqa: E402
 from hetsched.engines import EngineOptions  # noqa: E402
 from hetsched.engines.emulated import EmulatedEngine  # noqa: E402
 from hetsched.partition import make_plan  # noqa: E402

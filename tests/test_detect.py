@@ -89,6 +89,12 @@ def test_letterbox_maps_boxes_back_to_the_frame(fw, fh):
     np.testing.assert_allclose(found, [fw // 4, fh // 3, fw // 2 + 1, fh // 2 + 1], atol=2.5)
 
 
+def test_boxes_are_clipped_to_the_frame():
+    box = Letterbox(0.5, 0.5, 10.0, 0.0, 100, 80)
+    got = box.to_frame(np.array([[0.0, -5.0, 200.0, 60.0]], np.float32))[0]
+    assert got.tolist() == [0.0, 0.0, 100.0, 80.0]
+
+
 def test_colour_order_and_scaling():
     frame = np.zeros((8, 8, 3), np.uint8)
     frame[..., 0] = 255   # blue in OpenCV's BGR

@@ -10,7 +10,6 @@ samples, so a wrapping counter (RAPL) or an instantaneous power reading (INA3221
 from __future__ import annotations
 
 import threading
-import time
 
 
 class Meter:
