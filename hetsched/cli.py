@@ -247,6 +247,7 @@ def cmd_run(args) -> int:
     from .runtime.sources import open_source
     spec = _run_spec(args)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    source = open_source(spec.source, spec.frames)   # a bad source fails before any profiling
     g, _ = job.load_model(spec.model, spec.workdir)
     prof = None
     if spec.profile:
@@ -258,7 +259,6 @@ def cmd_run(args) -> int:
     plan = job.plan_for(prof, spec.plan, spec.pes, len(g))
     if prof is not None and not args.json:
         print(format_plan(prof, plan) + "\n")
-    source = open_source(spec.source, spec.frames)
     pipe = job.build_pipeline(g, prof, plan, spec, source, record=1500 if args.timeline else 0)
     say(f"running {spec.source} through {len(plan.stages)} stage(s) "
         f"({spec.frames if spec.frames is not None else 'all'} frames, Ctrl-C stops)")
