@@ -140,19 +140,23 @@ def cmd_plan(args) -> int:
     opts = {"pes": args.pes.split(",") if args.pes else None, "max_stages": args.max_stages,
             "replication": not args.no_replication, "dla_fallback": args.dla_fallback}
     if args.method == "all":
-        plans = {}
+        plans, bound = {}, None
         for m in METHODS:
             extra = {"time_limit_s": args.time_limit} if m == "optimal" else {}
             try:
                 plans[m] = make_plan(prof, m, **opts, **extra)
             except PlanError as e:
                 plans[m] = str(e)
+                bound = getattr(e, "lower_bound_ms", bound)
         good = {m: p for m, p in plans.items() if not isinstance(p, str)}
         if not good:
             raise PlanError("every method failed: " + "; ".join(f"{m}: {e}" for m, e in plans.items()))
         doc = {m: (p.to_dict() if m in good else {"error": p}) for m, p in plans.items()}
+        if bound is not None:
+            doc["optimal"]["lower_bound_ms"] = bound
         shown = min(good.values(), key=lambda p: p.key())
-        text = format_comparison(plans) + "\n\nbest: " + shown.method + "\n" + format_plan(prof, shown)
+        text = (format_comparison(plans, bound) + "\n\nbest: " + shown.method + "\n"
+                + format_plan(prof, shown))
     else:
         extra = {"time_limit_s": args.time_limit} if args.method == "optimal" else {}
         shown = make_plan(prof, args.method, **opts, **extra)

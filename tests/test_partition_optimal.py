@@ -91,3 +91,24 @@ def test_time_limit_is_kept_on_a_large_profile():
     with pytest.raises(PlanError, match="time limit"):
         solve(prof, time_limit_s=1.0)
     assert time.monotonic() - t0 < 4.0
+
+
+@pytest.mark.parametrize("case", range(0, 260, 4))
+def test_lower_bound_at_a_time_out_never_exceeds_the_optimum(case, monkeypatch):
+    """Stopped at every possible point (a fake clock that moves one second per reading), the
+    bound the search reports is never above the brute-force optimum."""
+    from hetsched.partition import optimal
+    prof, replication, max_stages = INSTANCES[case]
+    want = brute_force(prof, replication=replication, max_stages=max_stages)
+    if want is None:
+        return
+    for limit in range(1, 40):
+        ticks = iter(range(10**6))
+        monkeypatch.setattr(optimal.time, "perf_counter", lambda: float(next(ticks)))
+        try:
+            solve(prof, replication=replication, max_stages=max_stages, time_limit_s=limit - 0.5)
+        except optimal.OptimumUnproven as e:
+            assert e.lower_bound_ms <= want.bottleneck_ms * (1 + 1e-9) + 1e-12, (limit, e)
+            assert "proven" in str(e)
+        else:
+            break   # the search finished within `limit` readings: every stop point was tried

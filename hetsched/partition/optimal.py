@@ -44,6 +44,15 @@ _TIE = 1e-9
 DEFAULT_TIME_LIMIT_S = 10.0
 
 
+class OptimumUnproven(PlanError):
+    """The exact search stopped at its time limit; `lower_bound_ms` is what it did prove (no plan
+    has a smaller bottleneck), so a heuristic plan's distance from the optimum is bounded."""
+
+    def __init__(self, message: str, lower_bound_ms: float):
+        super().__init__(message)
+        self.lower_bound_ms = lower_bound_ms
+
+
 def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
           max_stages: int = DEFAULT_MAX_STAGES, upper_bound: float | None = None,
           time_limit_s: float | None = DEFAULT_TIME_LIMIT_S, dla_fallback: bool = False) -> Plan:
@@ -67,14 +76,20 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     deadline = None if time_limit_s is None else t0 + time_limit_s
     search = _Search(profile, names, groups, max_stages, deadline)
     bound = np.inf if upper_bound is None else upper_bound * (1 + 2 * _TIE) + 1e-12
+    search.upper_bound = np.inf if upper_bound is None else upper_bound
     found = search.run(bound, with_latency=False)
     if found is None:
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
     # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above
     first = evaluate(profile, found.stages, "optimal", check=False)
-    stages = search.run(found.bottleneck_ms * (1 + 2 * _TIE) + 1e-12, with_latency=True,
-                        latency_bound=first.latency_ms * (1 + 2 * _TIE) + 1e-12).stages
+    try:
+        stages = search.run(found.bottleneck_ms * (1 + 2 * _TIE) + 1e-12, with_latency=True,
+                            latency_bound=first.latency_ms * (1 + 2 * _TIE) + 1e-12).stages
+    except OptimumUnproven:
+        raise OptimumUnproven(
+            f"the minimum bottleneck is proven ({first.bottleneck_ms:.4f} ms) but the latency "
+            f"tie-break did not finish within the time limit", first.bottleneck_ms) from None
     plan = evaluate(profile, stages, "optimal", pes=names, max_stages=max_stages,
                     replication=replication)
     plan.solve_ms = (time.perf_counter() - t0) * 1e3
@@ -110,6 +125,7 @@ class _Search:
             self.min_rest[i] = self.min_rest[i + 1] + min(
                 layers[i].cost_ms[p] for p in names if layers[i].cost_ms.get(p) is not None)
         self.xfer_cache: dict = {}
+        self.upper_bound = np.inf
 
     def xfer(self, src, dst, t):
         key = (src, dst, t)
@@ -208,9 +224,23 @@ class _Search:
 
     def _check_time(self, i: int, n: int, labels) -> None:
         if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise PlanError(f"the exact search reached its time limit at layer {i} of {n} "
-                            f"({sum(len(x) for x in labels)} partial plans on the frontier); "
-                            f"this profile is too large for the exact planner")
+            lb = self.lower_bound(i, labels)
+            raise OptimumUnproven(
+                f"the exact search reached its time limit at layer {i} of {n} "
+                f"({sum(len(x) for x in labels)} partial plans on the frontier); this profile is "
+                f"too large for the exact planner; proven: optimum >= {lb:.4f} ms", lb)
+
+    def lower_bound(self, i: int, labels) -> float:
+        """A bound no plan beats, from the frontier before layer i: every plan descends from one
+        of its labels or was pruned at a bound above the heuristic's bottleneck (which is itself
+        a plan), and a label can end no lower than its largest load or its Lagrangian bound."""
+        npe = len(self.names)
+        best = np.inf
+        for lab in labels:
+            loads = lab[:, :npe]
+            b = np.maximum(loads.max(axis=1), (loads @ self.weights.T + self.suffix[i]).max(axis=1))
+            best = min(best, float(b.min()))
+        return min(best, self.upper_bound)
 
     def _stages(self, history, ki: int, row: int) -> list[Stage]:
         n = len(history)

@@ -25,8 +25,10 @@ def format_plan(profile: Profile, plan: Plan) -> str:
     return "\n".join(rows)
 
 
-def format_comparison(plans: dict[str, Plan | str]) -> str:
-    """Methods side by side; a method that failed carries its error message instead of a plan."""
+def format_comparison(plans: dict[str, Plan | str], lower_bound_ms: float | None = None) -> str:
+    """Methods side by side; a method that failed carries its error message instead of a plan.
+    Without a proven optimum, a proven `lower_bound_ms` on it gives each method's worst-case
+    ratio to the optimum (shown as >= ratio)."""
     ref = plans.get("optimal")
     ref = ref if isinstance(ref, Plan) else None
     rows = [f"{'method':<11}{'stages':>7}{'bottleneck ms':>15}{'fps':>10}{'latency ms':>12}"
@@ -35,10 +37,14 @@ def format_comparison(plans: dict[str, Plan | str]) -> str:
         if not isinstance(plan, Plan):
             rows.append(f"{name:<11}  failed: {plan}")
             continue
-        ratio = f"{ref.bottleneck_ms / plan.bottleneck_ms:.4f}" if ref else "-"
+        ratio = (f"{ref.bottleneck_ms / plan.bottleneck_ms:.4f}" if ref else
+                 f">={lower_bound_ms / plan.bottleneck_ms:.4f}" if lower_bound_ms else "-")
         rows.append(f"{name:<11}{len(plan.stages):>7}{plan.bottleneck_ms:>15.3f}"
                     f"{plan.throughput_fps:>10.2f}{plan.latency_ms:>12.3f}{ratio:>12}"
                     f"{plan.solve_ms or 0.0:>10.1f}")
-    if ref is None:
+    if ref is None and lower_bound_ms:
+        rows.append(f"(no proven optimum; proven: optimum >= {lower_bound_ms:.3f} ms, so 'vs optimal' "
+                    f"is a worst case)")
+    elif ref is None:
         rows.append("(no proven optimum: 'vs optimal' is blank)")
     return "\n".join(rows)
