@@ -173,17 +173,10 @@ def cmd_plan(args) -> int:
 
 def cmd_simulate(args) -> int:
     from . import profile
-    from .partition.cost import evaluate, stages_from_dicts
+    from .partition.cost import evaluate, read_plan_file, stages_from_dicts
     from .simulate import simulate
     prof = profile.load(args.profile)
-    try:
-        raw = json.loads(Path(args.plan).read_text())
-    except FileNotFoundError:
-        raise HetschedError(f"{args.plan}: no such plan file") from None
-    except json.JSONDecodeError as e:
-        raise HetschedError(f"{args.plan}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(raw, dict) or "stages" not in raw:
-        raise HetschedError(f"{args.plan}: not a plan (no 'stages')")
+    raw = read_plan_file(args.plan)
     plan = evaluate(prof, stages_from_dicts(raw["stages"]), raw.get("method", "manual"),
                     max_stages=None, dla_fallback=bool(raw.get("dla_fallback")))
     res = simulate(prof, plan, frames=args.frames, buffers=args.buffers, pre_ms=args.pre_ms,

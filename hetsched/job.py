@@ -4,7 +4,6 @@ it; plus the baseline a user compares against (one onnxruntime session, one fram
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from .engines import EngineOptions
 from .errors import HetschedError
 from .ortsession import session
 from .partition import make_plan
-from .partition.cost import Plan, evaluate, stages_from_dicts
+from .partition.cost import Plan, evaluate, read_plan_file, stages_from_dicts
 from .runtime.build import build_stages, place
 from .runtime.pipeline import Pipeline
 from .runtime.report import Report
@@ -87,16 +86,9 @@ def plan_for(prof: profmod.Profile | None, plan: dict, pes: list[str] | None, n_
     if "stages" in plan or "file" in plan:
         raw = plan.get("stages")
         if "file" in plan:
-            try:
-                doc = json.loads(Path(plan["file"]).read_text())
-                raw = doc.get("stages")
-                opts["dla_fallback"] = opts["dla_fallback"] or bool(doc.get("dla_fallback"))
-            except FileNotFoundError:
-                raise HetschedError(f"{plan['file']}: no such plan file") from None
-            except (json.JSONDecodeError, AttributeError) as e:
-                raise HetschedError(f"{plan['file']}: not a plan JSON ({e})") from None
-            if raw is None:
-                raise HetschedError(f"{plan['file']}: the plan has no 'stages'")
+            doc = read_plan_file(plan["file"])
+            raw = doc["stages"]
+            opts["dla_fallback"] = opts["dla_fallback"] or bool(doc.get("dla_fallback"))
         stages = stages_from_dicts(raw)
         if prof is None:
             return unpriced(stages, n_layers)

@@ -234,6 +234,24 @@ def _stage_of(stages: list[Stage], layer: int, before: int) -> int:
     return lo
 
 
+def read_plan_file(path) -> dict:
+    """A plan JSON file (contract section 3) as a dict with at least its 'stages'; one-line
+    errors for a missing, unparsable or stage-less file."""
+    import json
+    from pathlib import Path
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such plan file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanError(f"{path}: cannot read ({type(e).__name__})") from None
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(doc, dict) or doc.get("stages") is None:
+        raise PlanError(f"{path}: not a plan (no 'stages')")
+    return doc
+
+
 def stages_from_dicts(raw: list[dict]) -> list[Stage]:
     try:
         return [Stage(tuple(s["pes"]), int(s["first"]), int(s["last"])) for s in raw]

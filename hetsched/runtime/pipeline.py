@@ -172,7 +172,6 @@ class Pipeline:
             pass
 
     def _pre_loop(self) -> None:
-        frame = None
         try:
             while True:
                 with self._seq_lock:  # sequence numbers in the order frames leave the source queue
