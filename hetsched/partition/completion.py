@@ -1,0 +1,206 @@
+"""Lower bounds on what the rest of a plan must still cost, for the exact planner's pruning.
+
+For weights w >= 0 summing to 1 and any plan, max_p load(p) >= sum_p w_p load(p). The weighted
+sum is additive over layers, so its least value over every way to place layers i.. is a shortest
+path over (group of layer i-1, stages so far): exact about contiguity, the stage limit and the
+layers a PE cannot run, and a lower bound on transfers (a stage's input that skips from an older
+stage is counted as free; its source is not part of this small state). A partial plan with loads
+L whose last layer ran on group g after s stages can therefore end no lower than
+max over w of (w . L + V_w[g, s]): the Lagrangian bound of the per-PE capacity constraints.
+Which weights matter depends on the partial plan (one that overloads the GPU is refuted by weight
+on the GPU), so the batch mixes a grid over the simplex with weights tuned at the root.
+
+`Rest` prices that small state, cheap enough to tune the weights over hundreds of candidates.
+The search then uses `to_go` over the full state graph (`stategraph`), which also knows where
+every skipping tensor came from, with the few weights that matter: the best at the root, a coarse
+grid, and each single PE (the plain "largest load" bound plus what that PE must still do).
+
+The same recursions with the latency column give the least latency the rest can add.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..profile import Profile
+from .groups import runnable
+from .stategraph import StateGraph
+
+
+def simplex_grid(d: int, m: int) -> np.ndarray:
+    """Every weight vector with entries in {0, 1/m, ..., 1} summing to 1."""
+    pts: list[list[int]] = []
+
+    def rec(prefix: list[int], left: int, k: int) -> None:
+        if k == 1:
+            pts.append(prefix + [left])
+            return
+        for a in range(left + 1):
+            rec(prefix + [a], left - a, k - 1)
+
+    rec([], m, d)
+    return np.array(pts, dtype=float) / m
+
+
+class Rest:
+    """Per layer, what running it on each group adds (loads per PE, then the first PE's time):
+    `extend[i]` (groups x PEs+1) within the open stage, `open[i]` (groups+1 x groups x PEs+1)
+    from a stage on group g (row `len(groups)`: before the first layer) into a new one."""
+
+    def __init__(self, profile: Profile, names: list[str], groups: list[tuple[str, ...]]):
+        layers = profile.layers
+        npe, ng = len(names), len(groups)
+        idx = {p: k for k, p in enumerate(names)}
+        outputs = set(profile.graph_outputs)
+        producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
+        host = profile.host
+        self.groups = groups
+        self.extend, self.open = [], []
+        for i, layer in enumerate(layers):
+            ext = np.full((ng, npe + 1), np.inf)
+            opn = np.full((ng + 1, ng, npe + 1), np.inf)
+            for h, group in enumerate(groups):
+                if not runnable(profile, group, i):
+                    continue
+                own = np.zeros(npe + 1)
+                for m, p in enumerate(group):
+                    c = layer.cost_ms[p] + sum(profile.transfer_ms(p, host, profile.tensors[t])
+                                               for t in layer.outputs if t in outputs)
+                    own[idx[p]] += c / len(group)
+                    if m == 0:
+                        own[npe] = c
+                ext[h] = own
+                for g in range(ng + 1):
+                    if g == h:
+                        continue
+                    row = own.copy()
+                    for t in dict.fromkeys(layer.inputs):
+                        j = producer.get(t)
+                        if j is None:
+                            source = host
+                        elif j == i - 1 and g < ng:
+                            source = groups[g][0]
+                        else:
+                            continue   # made by an older stage whose PE this state does not know
+                        for m, p in enumerate(group):
+                            x = profile.transfer_ms(source, p, profile.tensors[t])
+                            row[idx[p]] += x / len(group)
+                            if m == 0:
+                                row[npe] += x
+                    opn[g, h] = row
+            self.extend.append(ext)
+            self.open.append(opn)
+
+    def to_go(self, costs, max_stages: int) -> np.ndarray:
+        """V[i, k, g, s] for i = 0..n: the least total of `costs(vectors)` (vectors: ... x PEs+1
+        -> ... x k) over the ways to place layers i.. after layer i-1 ran on group g (index
+        len(groups): nothing placed yet) with s stages so far; inf where none keeps within
+        `max_stages`."""
+        n, ng = len(self.extend), len(self.groups)
+        k = costs(np.zeros((1, self.extend[0].shape[1]) if n else (1, 1))).shape[-1]
+        V = np.full((n + 1, k, ng + 1, max_stages + 2), np.inf)
+        V[n] = 0.0
+        V[:, :, :, max_stages + 1] = np.inf
+        for i in range(n - 1, -1, -1):
+            ext = self.extend[i]
+            finite = np.isfinite(ext).all(axis=1)
+            e = np.full((ng, k), np.inf)
+            e[finite] = costs(ext[finite])
+            o = np.full((ng + 1, ng, k), np.inf)
+            ok = np.isfinite(self.open[i]).all(axis=2)
+            o[ok] = costs(self.open[i][ok])
+            nxt = V[i + 1]                                             # k x (ng+1) x (S+2)
+            cur = np.full_like(nxt, np.inf)
+            cur[:, :ng, :] = e.T[:, :, None] + nxt[:, :ng, :]
+            # open group h from g at stage count s: o[g, h] + V[i+1][h, s+1]
+            opened = (o.transpose(2, 0, 1)[:, :, :, None]
+                      + nxt[:, None, :ng, 1:]).min(axis=2)            # k x (ng+1) x (S+1)
+            cur[:, :, :max_stages + 1] = np.minimum(cur[:, :, :max_stages + 1], opened)
+            cur[:, :, max_stages + 1] = np.inf
+            V[i] = cur
+        return V
+
+    def weighted(self, weights: np.ndarray, max_stages: int) -> np.ndarray:
+        npe = weights.shape[1]
+        return self.to_go(lambda v: v[..., :npe] @ weights.T, max_stages)
+
+    def latency(self, max_stages: int) -> np.ndarray:
+        return self.to_go(lambda v: v[..., -1:], max_stages)[:, 0]
+
+    def root(self, V: np.ndarray) -> np.ndarray:
+        """The bound at the start, per weight vector."""
+        return V[0, :, len(self.groups), 0]
+
+
+def tuned_weights(rest: Rest, npe: int, max_stages: int, rounds: int = 6, batch: int = 64,
+                  seed: int = 0, deadline_check=None) -> np.ndarray:
+    """A grid over the simplex plus weights that maximise the bound at the root, by local search
+    around the best so far (one pass prices a whole batch)."""
+    m = {1: 1, 2: 24, 3: 10, 4: 6, 5: 4}.get(npe, 3)
+    grid = simplex_grid(npe, m)
+    rng = np.random.default_rng(seed)
+    cand = np.vstack([grid, rng.dirichlet(np.ones(npe), batch)])
+    best_w, best_v = cand[0], -np.inf
+    spread = 20.0
+    pool = [grid]
+    for r in range(rounds):
+        if deadline_check is not None:
+            deadline_check(r)
+        root = rest.root(rest.weighted(cand, max_stages))
+        k = int(np.argmax(root))
+        if root[k] > best_v:
+            best_v, best_w = float(root[k]), cand[k]
+        cand = rng.dirichlet(best_w * spread + 0.01, batch)
+        spread *= 2.5
+        pool.append(best_w[None, :])
+    return np.unique(np.vstack(pool + [cand[: batch // 2]]), axis=0)
+
+
+def search_weights(rest: Rest, npe: int, max_stages: int, keep: int = 12,
+                   deadline_check=None) -> np.ndarray:
+    """The weights the search prices on the full graph: the `keep` best at the root of the small
+    graph, a coarse grid, and the unit vectors."""
+    pool = tuned_weights(rest, npe, max_stages, deadline_check=deadline_check)
+    root = rest.root(rest.weighted(pool, max_stages))
+    best = pool[np.argsort(-root, kind="stable")[:keep]]
+    coarse = simplex_grid(npe, {1: 1, 2: 8, 3: 4, 4: 3}.get(npe, 2))
+    return np.unique(np.vstack([best, coarse, np.eye(npe)]), axis=0)
+
+
+def _backward(graph: StateGraph, arc_cost, width: int, max_stages: int,
+              deadline_check=None) -> list[np.ndarray]:
+    """out[i] (width x states before layer i x stages so far 0..max_stages): the least total of
+    `arc_cost(step)` (width x arcs) over the completions that keep within `max_stages`."""
+    n = len(graph.steps)
+    out = [np.zeros((width, 0, max_stages + 1))] * (n + 1)
+    out[n] = np.zeros((width, len(graph.states[n]), max_stages + 1))
+    for i in range(n - 1, -1, -1):
+        if deadline_check is not None:
+            deadline_check(i)
+        step = graph.steps[i]
+        v = np.full((width, len(graph.states[i]), max_stages + 1), np.inf)
+        if len(step.src):
+            nxt = out[i + 1][:, step.dst, :]                                  # width x arcs x s
+            shifted = np.concatenate([nxt[:, :, 1:], np.full((width, len(step.src), 1), np.inf)],
+                                     axis=2)
+            nxt = np.where(step.opens[None, :, None] == 1, shifted, nxt)
+            total = arc_cost(step)[:, :, None] + nxt
+            starts = np.flatnonzero(np.r_[True, step.src[1:] != step.src[:-1]])
+            v[:, step.src[starts], :] = np.minimum.reduceat(total, starts, axis=1)
+        out[i] = v
+    return out
+
+
+def to_go(graph: StateGraph, weights: np.ndarray, max_stages: int,
+          deadline_check=None) -> list[np.ndarray]:
+    """V[i][w, u, s]: least weighted load a completion adds to state u before layer i with s
+    stages so far, over the full state graph; inf where none keeps within `max_stages`."""
+    npe = weights.shape[1]
+    return _backward(graph, lambda step: weights @ step.inc[:, :npe].T, len(weights), max_stages,
+                     deadline_check)
+
+
+def latency_to_go(graph: StateGraph, max_stages: int, deadline_check=None) -> list[np.ndarray]:
+    """Per (state, stages so far), the least latency the layers still to place add."""
+    return [v[0] for v in _backward(graph, lambda step: step.inc[None, :, -1], 1, max_stages,
+                                    deadline_check)]
