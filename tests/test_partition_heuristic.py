@@ -38,13 +38,14 @@ def test_close_to_brute_force_and_never_below_it():
         assert plan.bottleneck_ms >= best.bottleneck_ms * (1 - 1e-9)
         ratios.append(best.bottleneck_ms / plan.bottleneck_ms)
     ratios = np.array(ratios)
-    # measured on these 145 instances: mean 0.983, 87% exactly optimal, worst 0.61 (instances
-    # that need a PE in two stages beyond the sandwich shape); the floor guards regressions
+    # measured on these 145 instances: mean 0.9993, 98.6% exactly optimal, worst 0.920 (before
+    # the interleaving beam: mean 0.983, 87%, worst 0.61); the floors guard regressions
     assert len(ratios) > 100
-    assert ratios.mean() >= 0.95, f"mean throughput ratio to the optimum {ratios.mean():.3f}"
+    assert ratios.mean() >= 0.99, f"mean throughput ratio to the optimum {ratios.mean():.3f}"
+    assert ratios.min() >= 0.9, f"worst throughput ratio to the optimum {ratios.min():.3f}"
 
 
 def test_exact_search_gives_up_cleanly():
     prof = profile.load(__import__("pathlib").Path(__file__).parent / "data" / "tiny-yolov2-416.vm.json")
-    with pytest.raises(PlanError, match="time limit at layer"):
+    with pytest.raises(PlanError, match="time limit .* of 23; .* proven: optimum >= "):
         optimal.solve(prof, time_limit_s=0.0)

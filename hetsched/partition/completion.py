@@ -55,6 +55,13 @@ class Rest:
         producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
         host = profile.host
         self.groups = groups
+        cache: dict = {}
+
+        def xfer(src, dst, t):
+            v = cache.get((src, dst, t))
+            if v is None:
+                v = cache[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
+            return v
         self.extend, self.open = [], []
         for i, layer in enumerate(layers):
             ext = np.full((ng, npe + 1), np.inf)
@@ -64,8 +71,8 @@ class Rest:
                     continue
                 own = np.zeros(npe + 1)
                 for m, p in enumerate(group):
-                    c = layer.cost_ms[p] + sum(profile.transfer_ms(p, host, profile.tensors[t])
-                                               for t in layer.outputs if t in outputs)
+                    c = layer.cost_ms[p] + sum(xfer(p, host, t) for t in layer.outputs
+                                               if t in outputs)
                     own[idx[p]] += c / len(group)
                     if m == 0:
                         own[npe] = c
@@ -83,7 +90,7 @@ class Rest:
                         else:
                             continue   # made by an older stage whose PE this state does not know
                         for m, p in enumerate(group):
-                            x = profile.transfer_ms(source, p, profile.tensors[t])
+                            x = xfer(source, p, t)
                             row[idx[p]] += x / len(group)
                             if m == 0:
                                 row[npe] += x
@@ -97,27 +104,26 @@ class Rest:
         len(groups): nothing placed yet) with s stages so far; inf where none keeps within
         `max_stages`."""
         n, ng = len(self.extend), len(self.groups)
-        k = costs(np.zeros((1, self.extend[0].shape[1]) if n else (1, 1))).shape[-1]
+        if not n:
+            return np.zeros((1, 1, ng + 1, max_stages + 2))
+        ext, opn = np.array(self.extend), np.array(self.open)
+        # price every layer at once; a group that cannot run a layer stays at inf
+        e = costs(np.where(np.isfinite(ext), ext, 0.0))                    # n x ng x k
+        e[~np.isfinite(ext).all(axis=2)] = np.inf
+        o = costs(np.where(np.isfinite(opn), opn, 0.0))                    # n x ng+1 x ng x k
+        o[~np.isfinite(opn).all(axis=3)] = np.inf
+        e, o = e.transpose(0, 2, 1), o.transpose(0, 3, 1, 2)               # n x k x ...
+        k = e.shape[1]
         V = np.full((n + 1, k, ng + 1, max_stages + 2), np.inf)
-        V[n] = 0.0
-        V[:, :, :, max_stages + 1] = np.inf
+        V[n, :, :, :max_stages + 1] = 0.0
         for i in range(n - 1, -1, -1):
-            ext = self.extend[i]
-            finite = np.isfinite(ext).all(axis=1)
-            e = np.full((ng, k), np.inf)
-            e[finite] = costs(ext[finite])
-            o = np.full((ng + 1, ng, k), np.inf)
-            ok = np.isfinite(self.open[i]).all(axis=2)
-            o[ok] = costs(self.open[i][ok])
             nxt = V[i + 1]                                             # k x (ng+1) x (S+2)
-            cur = np.full_like(nxt, np.inf)
-            cur[:, :ng, :] = e.T[:, :, None] + nxt[:, :ng, :]
+            cur = V[i]
+            cur[:, :ng, :] = e[i][:, :, None] + nxt[:, :ng, :]
             # open group h from g at stage count s: o[g, h] + V[i+1][h, s+1]
-            opened = (o.transpose(2, 0, 1)[:, :, :, None]
-                      + nxt[:, None, :ng, 1:]).min(axis=2)            # k x (ng+1) x (S+1)
-            cur[:, :, :max_stages + 1] = np.minimum(cur[:, :, :max_stages + 1], opened)
+            opened = (o[i][:, :, :, None] + nxt[:, None, :ng, 1:]).min(axis=2)
+            np.minimum(cur[:, :, :max_stages + 1], opened, out=cur[:, :, :max_stages + 1])
             cur[:, :, max_stages + 1] = np.inf
-            V[i] = cur
         return V
 
     def weighted(self, weights: np.ndarray, max_stages: int) -> np.ndarray:

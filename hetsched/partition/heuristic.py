@@ -10,11 +10,15 @@ stage times match, then refine.
    greedy fill is optimal (a stage that stops earlier never helps the ones after it).
 3. The balanced plans are priced exactly (`cost.evaluate`: transfers, replication, outputs), and
    the best few are refined by moving single cut points while the contract's order improves.
+4. Beyond the book: orders that use a PE once cannot express JEDI's GPU, DLA0, DLA1, GPU or the
+   plans that thread the GPU around the layers a DLA cannot run, which the exact planner found
+   up to 1.6x faster on modeled Xavier profiles. `beam.interleaved` proposes such plans (a
+   beam search over layers, ranked by the Lagrangian bound of the rest); they are priced and
+   refined the same way and compete with the balanced ones.
 
 Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps, S stages) plus
-O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes); 30-50 ms for 300
-layers over 4 PEs on the 2-core VM (scripts/partition_bench.py --synthetic). It cannot place a PE in two stages (JEDI's GPU, DLA0, DLA1, GPU); the exact
-planner can, and `scripts/partition_bench.py` reports how much that costs.
+O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes) plus the beam's
+(see `beam`); scripts/partition_bench.py reports the solve times and the ratio to the optimum.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import numpy as np
 
 from ..profile import Profile
 from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate, fallback_gpu
+from .beam import interleaved
+from .completion import Rest
 from .groups import allowed_pes, check_feasible, runnable, stage_groups
 
 BISECTION_STEPS = 30
@@ -50,7 +56,6 @@ class _Prefix:
             for i in range(n - 1, -1, -1):
                 nxt[i] = i if null[i] else nxt[i + 1]
             self.next_null[p] = nxt
-
     def max_end(self, group, a: int, budget: float) -> int:
         """Last layer e >= a-1 such that a..e fits `budget` on every member (a-1: none fits)."""
         end = self.n - 1
@@ -172,7 +177,7 @@ def _fallback_view(profile: Profile, names) -> Profile:
     return view
 
 
-def _refine(profile: Profile, plan: Plan, index: CostIndex, limits) -> Plan:
+def _refine(profile: Profile, plan: Plan, index: CostIndex, limits, prefix: _Prefix) -> Plan:
     improved = True
     while improved:
         improved = False
@@ -186,7 +191,7 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex, limits) -> Plan:
                     trial = list(stages)
                     trial[c] = Stage(stages[c].pes, stages[c].first, cut)
                     trial[c + 1] = Stage(stages[c + 1].pes, cut + 1, stages[c + 1].last)
-                    if not all(_runnable(profile, s, limits) for s in (trial[c], trial[c + 1])):
+                    if not all(_runnable(profile, s, limits, prefix) for s in (trial[c], trial[c + 1])):
                         continue
                     cand = evaluate(profile, trial, "heuristic", check=False, index=index, **limits)
                     if better(cand, plan):
@@ -196,12 +201,23 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex, limits) -> Plan:
     return plan
 
 
-def _runnable(profile: Profile, s: Stage, limits) -> bool:
+def _stages(groups, path: list[int]) -> list[Stage]:
+    """Stages from the group index of every layer."""
+    stages, start = [], 0
+    for i in range(1, len(path) + 1):
+        if i == len(path) or path[i] != path[start]:
+            stages.append(Stage(tuple(groups[path[start]]), start, i - 1))
+            start = i
+    return stages
+
+
+def _runnable(profile: Profile, s: Stage, limits, prefix: _Prefix) -> bool:
     if limits.get("dla_fallback") and all(profile.pes[p].kind == "dla" for p in s.pes):
         gpu = fallback_gpu(profile, limits["pes"])
         return all(runnable(profile, (gpu,), i) or runnable(profile, s.pes, i)
                    for i in range(s.first, s.last + 1))
-    return all(runnable(profile, s.pes, i) for i in range(s.first, s.last + 1))
+    # the fallback view differs from the profile only in DLA nulls, handled above
+    return all(prefix.next_null[p][s.first] > s.last for p in s.pes)
 
 
 def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
@@ -228,10 +244,13 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         from .cost import PlanError
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
                         f"(a layer no order can place; the optimal planner may still find one)")
+    for path in interleaved(Rest(profile, names, groups), len(names), max_stages):
+        priced.append(evaluate(profile, _stages(groups, path), "heuristic", check=False,
+                               index=index, **limits))
     priced.sort(key=lambda p: p.key())
     best = None
     for plan in priced[:REFINE_TOP]:
-        plan = _refine(profile, plan, index, limits)
+        plan = _refine(profile, plan, index, limits, prefix)
         if better(plan, best):
             best = plan
     if dla_fallback:
