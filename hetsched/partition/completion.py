@@ -162,7 +162,7 @@ def tuned_weights(rest: Rest, npe: int, max_stages: int, rounds: int = 6, batch:
     return np.unique(np.vstack(pool + [cand[: batch // 2]]), axis=0)
 
 
-def search_weights(rest: Rest, npe: int, max_stages: int, keep: int = 12,
+def search_weights(rest: Rest, npe: int, max_stages: int, keep: int = 24,
                    deadline_check=None) -> np.ndarray:
     """The weights the search prices on the full graph: the `keep` best at the root of the small
     graph, a coarse grid, and the unit vectors."""

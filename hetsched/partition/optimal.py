@@ -45,6 +45,7 @@ from .groups import allowed_pes, check_feasible, stage_groups
 _TIE = 1e-9
 DEFAULT_TIME_LIMIT_S = 10.0
 BEAM_WIDTH = 4
+MAX_BEAM_WIDTH = 256
 _CHUNK = 65536      # candidate rows per bound evaluation (memory: rows x weights floats)
 
 
@@ -90,7 +91,7 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         upper_bound = _known_plan(profile, names, replication, max_stages, sweep, clock, t0,
                                   time_limit_s)
     clock.upper_bound = upper_bound
-    found = sweep.run(upper_bound * (1 + 2 * _TIE) + 1e-12)
+    found = _phase1(sweep, clock, root, upper_bound)
     if found is None:
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
@@ -108,9 +109,26 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     return plan
 
 
+def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float) -> list[Stage] | None:
+    """The minimum-bottleneck plan. A sweep bounded by B is exact for the plans with bottleneck
+    <= B and costs far less for a B below the optimum than for one above it (the frontier grows
+    steeply with the bound), so the bound climbs from the proven lower bound to the known plan
+    in thirds: the first sweep that finds a plan has found the optimum, and each one that finds
+    none proves the optimum lies above its bound."""
+    targets = [upper] if not np.isfinite(upper) or upper - lower <= _TIE * upper else \
+        [lower + (upper - lower) / 3, lower + 2 * (upper - lower) / 3, upper]
+    for target in targets:
+        found = sweep.run(target * (1 + 2 * _TIE) + 1e-12)
+        if found is not None:
+            return found
+        clock.proven = max(clock.proven, target)
+    return None
+
+
 def _known_plan(profile, names, replication, max_stages, sweep, clock, t0, time_limit_s) -> float:
-    """The lower bottleneck of the heuristic's plan and a beam search's (inf if neither finds
-    one). The beam gets at most a quarter of the time that is left."""
+    """The lower bottleneck of the heuristic's plan and beam searches' (inf if none finds one).
+    The beam widens four-fold while the next width is expected to fit an eighth of the time
+    that was left when it started (a sweep's cost is about linear in the width)."""
     from .heuristic import solve as heuristic
     best = np.inf
     try:
@@ -118,16 +136,23 @@ def _known_plan(profile, names, replication, max_stages, sweep, clock, t0, time_
                          max_stages=max_stages).bottleneck_ms
     except PlanError:
         pass
-    beam_clock = _Clock(None if clock.deadline is None else
-                        time.perf_counter() + (clock.deadline - time.perf_counter()) / 4,
-                        clock.n)
-    try:
-        stages = _Sweep(sweep.graph, sweep.weights, sweep.to_go, sweep.max_stages, beam_clock).run(
-            best * (1 + 2 * _TIE) + 1e-12, beam=BEAM_WIDTH)
-    except OptimumUnproven:
-        stages = None
-    if stages is not None:
-        best = min(best, evaluate(profile, stages, "beam", check=False).bottleneck_ms)
+    budget = None if clock.deadline is None else (clock.deadline - time.perf_counter()) / 8
+    spent, width = 0.0, BEAM_WIDTH
+    while width <= MAX_BEAM_WIDTH:
+        start = time.perf_counter()
+        beam_clock = _Clock(None if budget is None else start + budget - spent, clock.n)
+        try:
+            stages = _Sweep(sweep.graph, sweep.weights, sweep.to_go, sweep.max_stages,
+                            beam_clock).run(best * (1 + 2 * _TIE) + 1e-12, beam=width)
+        except OptimumUnproven:
+            break
+        if stages is not None:
+            best = min(best, evaluate(profile, stages, "beam", check=False).bottleneck_ms)
+        took = time.perf_counter() - start
+        spent += took
+        width *= 4
+        if budget is not None and spent + 4.5 * took > budget:
+            break
     clock.check("searching for a first plan")
     return best
 
