@@ -48,6 +48,58 @@ def synthetic(n: int, pes, seed: int = 0) -> profile.Profile:
         "transfer": {"default": {"latency_ms": 0.05, "ms_per_mb": 0.2}}})
 
 
+def detector_like(n: int, pes, seed: int = 0) -> profile.Profile:
+    """A seeded 300-layer network shaped like a YOLO: conv + activation pairs with a residual add
+    every few layers, feature maps that shrink with depth, three heads (graph outputs), and an
+    upsample + concat route before the last two heads, which the DLAs cannot run (as NVDLA v1
+    cannot run Resize). GPU per conv lognormal around the layer's size; DLA 2.5x the GPU on
+    convolutions, 1.3x on element-wise ops; every CPU core 40x. Shapes only, no board."""
+    rng = np.random.default_rng(seed)
+    layers, tensors = [], {"x": {"bytes": 2_076_672}}
+    heads = {n - 1, (2 * n) // 3, n // 3}
+    ups = {n // 3 + 2, (2 * n) // 3 + 2}
+    prev, skip = "x", None
+    for i in range(n):
+        depth = i / n
+        size = int(2_000_000 * (0.5 ** (4 * min(depth, 0.6))))
+        ins = [prev]
+        if i in ups:
+            op, gpu = "Resize", 0.02
+            dla = None
+        elif i - 1 in ups:
+            op, gpu = "Concat", 0.01
+            ins.append(f"t{max(0, i - n // 6)}")
+            dla = 0.013
+        elif i % 2 == 0:
+            op = "Conv"
+            gpu = float(rng.lognormal(np.log(0.08 * (1 + 2 * depth)), 0.5))
+            dla = gpu * 2.5
+        elif i % 6 == 5 and skip is not None:
+            op, gpu = "Add", 0.01
+            ins.append(skip)
+            dla = 0.013
+        else:
+            op, gpu = "LeakyRelu", 0.008
+            dla = 0.0104
+        if i % 6 == 1:
+            skip = f"t{i}"
+        cost = {}
+        for p in pes:
+            k = KINDS[p]
+            cost[p] = round(gpu * 40, 5) if k == "cpu" else round(gpu, 5) if k == "gpu" else \
+                (None if dla is None else round(dla, 5))
+        layers.append({"name": f"l{i}", "op": op, "inputs": ins, "outputs": [f"t{i}"], "cost_ms": cost})
+        tensors[f"t{i}"] = {"bytes": size}
+        prev = f"t{i}"
+    return profile.from_dict({
+        "schema": "hetsched.profile/1", "source": "modeled",
+        "model": {"name": f"detector-like-{n}x{len(pes)}", "sha256": None, "inputs": {"x": [1]}},
+        "board": {"name": "synthetic (not a board)"}, "host": pes[0],
+        "pes": {p: {"kind": KINDS[p]} for p in pes}, "layers": layers, "tensors": tensors,
+        "graph_outputs": [f"t{h}" for h in sorted(heads)],
+        "transfer": {"default": {"latency_ms": 0.02, "ms_per_mb": 0.01}}})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default="profiles")
@@ -58,30 +110,39 @@ def main(argv=None) -> int:
     cases = []
     for path in sorted(Path(args.profiles).rglob("*.json")):
         try:
-            cases.append((path.name, profile.load(path)))
+            prof = profile.load(path)
         except HetschedError:
             continue  # not a profile (e.g. a check table)
+        cases.append((path.stem, prof, None))
+        accel = [p for p, pe in prof.pes.items() if pe.kind != "cpu"]
+        if any(prof.pes[p].kind == "dla" for p in accel) and len(accel) < len(prof.pes):
+            cases.append((f"{path.stem} [{'+'.join(accel)}]", prof, accel))  # JEDI's setting
     if args.synthetic:
-        cases.append(("synthetic-300x4", synthetic(300, ["cpu0", "gpu", "dla0", "dla1"])))
-        cases.append(("synthetic-300x5", synthetic(300, ["cpu0", "cpu1", "gpu", "dla0", "dla1"])))
+        for name, make, pes in [("synthetic", synthetic, 4), ("synthetic", synthetic, 5),
+                                ("detector-like", detector_like, 4),
+                                ("detector-like", detector_like, 5)]:
+            names = ["cpu0", "gpu", "dla0", "dla1"] if pes == 4 else ["cpu0", "cpu1", "gpu", "dla0", "dla1"]
+            cases.append((f"{name}-300x{pes}", make(300, names), None))
     rows = []
-    print(f"{'profile':<30}{'layers':>7}{'PEs':>4}  {'method':<10}{'stages':>7}{'fps':>10}"
+    print(f"{'profile':<44}{'layers':>7}{'PEs':>4}  {'method':<10}{'stages':>7}{'fps':>10}"
           f"{'vs optimal':>12}{'solve ms':>10}")
-    for name, prof in cases:
+    for name, prof, pes in cases:
         results, bound = {}, None
+        npes = len(pes or prof.pes)
         for m in METHODS:
             extra = {"time_limit_s": args.time_limit} if m == "optimal" else {}
             try:
-                results[m] = make_plan(prof, m, **extra)
+                results[m] = make_plan(prof, m, pes=pes, **extra)
             except HetschedError as e:
                 results[m] = str(e)
                 bound = getattr(e, "lower_bound_ms", bound)   # what a timed-out search proved
         opt = results.get("optimal")
         for m, plan in results.items():
-            row = {"profile": name, "layers": len(prof.layers), "pes": list(prof.pes), "method": m}
+            row = {"profile": name, "layers": len(prof.layers), "pes": list(pes or prof.pes),
+                   "method": m}
             if isinstance(plan, str):
                 row["error"] = plan
-                print(f"{name:<30}{len(prof.layers):>7}{len(prof.pes):>4}  {m:<10} failed: {plan[:70]}")
+                print(f"{name:<44}{len(prof.layers):>7}{npes:>4}  {m:<10} failed: {plan[:70]}")
             else:
                 ratio = opt.bottleneck_ms / plan.bottleneck_ms if not isinstance(opt, str) else None
                 worst = bound / plan.bottleneck_ms if ratio is None and bound else None
@@ -89,12 +150,22 @@ def main(argv=None) -> int:
                            bottleneck_ms=plan.bottleneck_ms, ratio_to_optimal=ratio,
                            ratio_to_optimal_at_least=worst, solve_ms=plan.solve_ms, plan=plan.to_dict())
                 r = f"{ratio:.4f}" if ratio is not None else f">={worst:.4f}" if worst else "-"
-                print(f"{name:<30}{len(prof.layers):>7}{len(prof.pes):>4}  {m:<10}{len(plan.stages):>7}"
+                print(f"{name:<44}{len(prof.layers):>7}{npes:>4}  {m:<10}{len(plan.stages):>7}"
                       f"{plan.throughput_fps:>10.2f}{r:>12}{plan.solve_ms:>10.1f}")
             rows.append(row)
         sys.stdout.flush()
+    solved = {r["profile"] for r in rows if r["method"] == "optimal" and "error" not in r}
+    heur = [r for r in rows if r["method"] == "heuristic" and r["profile"] in solved]
+    if heur:
+        ratios = np.array([r["ratio_to_optimal"] for r in heur])
+        print(f"\nheuristic / optimum over the {len(heur)} profiles the exact planner solved: "
+              f"mean {ratios.mean():.4f}, worst {ratios.min():.4f}; heuristic solve at most "
+              f"{max(r['solve_ms'] for r in heur):.0f} ms")
+    opt_ms = [r["solve_ms"] for r in rows if r["method"] == "optimal" and "error" not in r]
+    print(f"optimal: solved {len(solved)} of {len(cases)} within {args.time_limit:g} s"
+          + (f", slowest {max(opt_ms) / 1e3:.2f} s" if opt_ms else ""))
     write_text(args.output, json.dumps(rows, indent=1) + "\n")
-    print(f"\nwrote {args.output}")
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 from hetsched.partition import beam, completion, stategraph
-from hetsched.partition.cost import Stage, evaluate, validate
-from hetsched.partition.groups import stage_groups
+from hetsched.partition.cost import evaluate, validate
+from hetsched.partition.groups import stage_groups, stages_from_path
 
 from partition_helpers import brute_force, close, instances
 
 CASES = instances(80, seed=31)
-
-
-def _stages(groups, path):
-    stages, start = [], 0
-    for i in range(1, len(path) + 1):
-        if i == len(path) or path[i] != path[start]:
-            stages.append(Stage(tuple(groups[path[start]]), start, i - 1))
-            start = i
-    return stages
 
 
 @pytest.mark.parametrize("case", range(0, 80, 2))
@@ -41,7 +32,7 @@ def test_a_random_path_costs_what_evaluate_says(case):
             total += step.inc[a]
             u = int(step.dst[a])
         else:
-            stages = _stages(groups, graph.plan_groups(arcs))
+            stages = stages_from_path(groups, graph.plan_groups(arcs))
             plan = evaluate(prof, stages, check=False)
             for k, p in enumerate(names):
                 assert close(total[k], plan.pe_load_ms.get(p, 0.0), 1e-9), (stages, p)
@@ -77,4 +68,4 @@ def test_beam_proposes_valid_plans(case):
     groups = stage_groups(prof, names, replication)
     rest = completion.Rest(prof, names, groups)
     for path in beam.interleaved(rest, len(names), max_stages):
-        validate(prof, _stages(groups, path), replication=replication, max_stages=max_stages)
+        validate(prof, stages_from_path(groups, path), replication=replication, max_stages=max_stages)

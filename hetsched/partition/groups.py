@@ -6,7 +6,7 @@ from __future__ import annotations
 from itertools import combinations
 
 from ..profile import Profile
-from .cost import PlanError
+from .cost import PlanError, Stage
 
 
 def allowed_pes(profile: Profile, pes: list[str] | None) -> list[str]:
@@ -43,3 +43,13 @@ def check_feasible(profile: Profile, pes: list[str]) -> None:
         if all(layer.cost_ms.get(p) is None for p in pes):
             raise PlanError(f"layer {i} '{layer.name}' ({layer.op}) cannot run on any allowed PE "
                             f"({', '.join(pes)})")
+
+
+def stages_from_path(groups: list[tuple[str, ...]], path: list[int]) -> list[Stage]:
+    """Stages from the group index of every layer (a run of equal indices is one stage)."""
+    stages, start = [], 0
+    for i in range(1, len(path) + 1):
+        if i == len(path) or path[i] != path[start]:
+            stages.append(Stage(tuple(groups[path[start]]), start, i - 1))
+            start = i
+    return stages

@@ -32,7 +32,7 @@ from ..profile import Profile
 from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate, fallback_gpu
 from .beam import interleaved
 from .completion import Rest
-from .groups import allowed_pes, check_feasible, runnable, stage_groups
+from .groups import allowed_pes, check_feasible, runnable, stage_groups, stages_from_path
 
 BISECTION_STEPS = 30
 REFINE_TOP = 3
@@ -201,16 +201,6 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex, limits, prefix: _Pre
     return plan
 
 
-def _stages(groups, path: list[int]) -> list[Stage]:
-    """Stages from the group index of every layer."""
-    stages, start = [], 0
-    for i in range(1, len(path) + 1):
-        if i == len(path) or path[i] != path[start]:
-            stages.append(Stage(tuple(groups[path[start]]), start, i - 1))
-            start = i
-    return stages
-
-
 def _runnable(profile: Profile, s: Stage, limits, prefix: _Prefix) -> bool:
     if limits.get("dla_fallback") and all(profile.pes[p].kind == "dla" for p in s.pes):
         gpu = fallback_gpu(profile, limits["pes"])
@@ -245,7 +235,7 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
                         f"(a layer no order can place; the optimal planner may still find one)")
     for path in interleaved(Rest(profile, names, groups), len(names), max_stages):
-        priced.append(evaluate(profile, _stages(groups, path), "heuristic", check=False,
+        priced.append(evaluate(profile, stages_from_path(groups, path), "heuristic", check=False,
                                index=index, **limits))
     priced.sort(key=lambda p: p.key())
     best = None
