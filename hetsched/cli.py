@@ -331,10 +331,10 @@ def cmd_bench(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job end to end on the embedded default: build a zoo detector, profile it on this
-    machine's CPU PEs (cached), plan it with every method, run the default (heuristic) plan on the synthetic
-    video, and measure it against one onnxruntime session over the whole model, interleaved."""
+    machine's CPU PEs (cached), plan it with every method, run the plan with the fewest stages
+    among those predicted within 3% of the best (`job.plan_to_run`) on the synthetic video, and
+    measure it against one onnxruntime session over the whole model, interleaved."""
     from . import job, plots
-    from .partition import METHODS, make_plan
     from .partition.report import format_comparison, format_plan
     from .plots import layer_costs
     from .runtime.sources import open_source
@@ -353,18 +353,10 @@ def cmd_demo(args) -> int:
                                          say=lambda m: print("      " + m))
     print(format_summary(prof))
     print("\n[3/5] plans (predicted by the contract's cost model from the profile)\n")
-    plans = {}
-    for method in METHODS:
-        try:
-            plans[method] = make_plan(prof, method)
-        except HetschedError as e:
-            plans[method] = str(e)
+    best, top, plans = job.plan_to_run(prof)
     print(format_comparison(plans))
-    # the default method runs: on two equal cores the contract's optimum zig-zags over many stages
-    # and measures slower than its prediction (README, Performance); the heuristic's plan does not
-    best = plans["heuristic"] if not isinstance(plans["heuristic"], str) else \
-        min((p for p in plans.values() if not isinstance(p, str)), key=lambda p: p.key())
-    print(f"\nrunning: {best.method}\n{format_plan(prof, best)}")
+    print(f"\nrunning: {best.method} (fewest stages within {job.RUN_MARGIN:.0%} of the best "
+          f"prediction, {top.method})\n{format_plan(prof, best)}")
     print(f"\n[4/5] running {args.frames} synthetic frames through the plan and through one "
           f"onnxruntime session (all cores), interleaved x{args.rounds}")
     piped, seq = [], []

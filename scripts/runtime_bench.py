@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hetsched import job  # noqa: E402
 from hetsched.engines import EngineOptions  # noqa: E402
 from hetsched.engines.emulated import EmulatedEngine  # noqa: E402
-from hetsched.partition import make_plan  # noqa: E402
 from hetsched.runtime.pipeline import Pipeline, Stage, Worker  # noqa: E402
 from hetsched.runtime.sources import open_source  # noqa: E402
 from hetsched.runtime.spec import from_dict  # noqa: E402
@@ -96,7 +95,7 @@ def detector(frames: int, rounds: int, workdir: str) -> dict:
                       "source": "synthetic:640x480"}, "bench")
     g, _ = job.load_model(spec.model, workdir)
     prof, _ = job.cached_profile(g, pes, workdir, say=lambda m: print(m, file=sys.stderr))
-    plan = make_plan(prof, "heuristic")
+    plan, _, _ = job.plan_to_run(prof)   # what `hetsched demo` runs
     piped, seq, seq1 = [], [], []
     for r in range(rounds):
         seq.append(job.run_sequential(g, spec, frames, threads=0).fps)
