@@ -84,14 +84,18 @@ def default_pes() -> list[str]:
 RUN_MARGIN = 0.03
 
 
-def plan_to_run(prof: profmod.Profile, methods=None) -> tuple[Plan, Plan, dict]:
+# `auto`, the runtime's default: the cheap planners, then `plan_to_run`'s rule
+AUTO_METHODS = ("heuristic", "replicate", "single")
+
+
+def plan_to_run(prof: profmod.Profile, methods=None, **opts) -> tuple[Plan, Plan, dict]:
     """(the plan to run, the best-priced plan, every method's plan or error): the plan to run has
     the fewest stages among those priced within RUN_MARGIN of the best."""
     from .partition import METHODS
     plans: dict = {}
     for method in methods or METHODS:
         try:
-            plans[method] = make_plan(prof, method)
+            plans[method] = make_plan(prof, method, **opts)
         except HetschedError as e:
             plans[method] = str(e)
     ok = [p for p in plans.values() if not isinstance(p, str)]
@@ -121,7 +125,10 @@ def plan_for(prof: profmod.Profile | None, plan: dict, pes: list[str] | None, n_
         return evaluate(prof, stages, "manual", pes=pes, **opts)
     if prof is None:
         raise HetschedError("planning by method needs a profile")
-    return make_plan(prof, plan.get("method", "heuristic"), pes=pes, **opts)
+    method = plan.get("method", "auto")
+    if method == "auto":
+        return plan_to_run(prof, AUTO_METHODS, pes=pes, **opts)[0]
+    return make_plan(prof, method, pes=pes, **opts)
 
 
 def unpriced(stages, n_layers: int) -> Plan:

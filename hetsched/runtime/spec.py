@@ -4,7 +4,9 @@
 model: {zoo: tiny-yolov3, size: 416}    # or {darknet: x.cfg, weights: x.weights} or {onnx: m.onnx}
 pes: [cpu0, cpu1]                       # default: one PE per usable core
 profile: null                           # a profile file; default: measured here and cached
-plan: {method: heuristic}               # or {stages: [{pes: [cpu0], first: 0, last: 9}, ...]} or {file: plan.json}
+plan: {method: auto}                    # auto: fewest stages within 3% of the best of heuristic,
+                                        # replicate, single; or any `hetsched plan` method, or
+                                        # {stages: [{pes: [cpu0], first: 0, last: 9}, ...]}, or {file: plan.json}
 source: synthetic                       # synthetic[:WxH][:text] | camera:N | folder | video file
 frames: 200                             # null: until the source ends
 buffers: 2
@@ -36,7 +38,7 @@ class RunSpec:
     model: dict
     pes: list[str] | None = None
     profile: str | None = None
-    plan: dict = field(default_factory=lambda: {"method": "heuristic"})
+    plan: dict = field(default_factory=lambda: {"method": "auto"})
     source: str = "synthetic"
     frames: int | None = 200
     buffers: int = 2
@@ -90,7 +92,7 @@ def from_dict(d: dict, where: str = "spec", base: Path | None = None) -> RunSpec
     for k in ("darknet", "weights", "onnx"):
         if k in model:
             model[k] = rel(model[k])
-    plan = d.get("plan", {"method": "heuristic"})
+    plan = d.get("plan", {"method": "auto"})
     _check_keys(plan, {"method", "stages", "file", "max_stages", "replication", "dla_fallback"},
                 f"{where}: plan")
     if sum(k in plan for k in ("method", "stages", "file")) > 1:
