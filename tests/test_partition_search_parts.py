@@ -14,11 +14,16 @@ from partition_helpers import brute_force, close, instances
 CASES = instances(80, seed=31)
 
 
-@pytest.mark.parametrize("case", range(0, 80, 2))
-def test_a_random_path_costs_what_evaluate_says(case):
-    prof, replication, _ = CASES[case]
+def _setup(case):
+    prof, replication, max_stages = CASES[case]
     names = list(prof.pes)
     groups = stage_groups(prof, names, replication)
+    return prof, replication, max_stages, names, groups
+
+
+@pytest.mark.parametrize("case", range(0, 80, 2))
+def test_a_random_path_costs_what_evaluate_says(case):
+    prof, replication, _, names, groups = _setup(case)
     graph = stategraph.build(prof, names, groups)
     rng = np.random.default_rng(case)
     for _ in range(20):
@@ -42,10 +47,8 @@ def test_a_random_path_costs_what_evaluate_says(case):
 
 @pytest.mark.parametrize("case", range(80))
 def test_bounds_never_exceed_the_optimum(case):
-    prof, replication, max_stages = CASES[case]
+    prof, replication, max_stages, names, groups = _setup(case)
     best = brute_force(prof, replication=replication, max_stages=max_stages)
-    names = list(prof.pes)
-    groups = stage_groups(prof, names, replication)
     graph = stategraph.build(prof, names, groups)
     rest = completion.Rest(prof, names, groups)
     weights = completion.search_weights(rest, len(names), max_stages)
@@ -63,9 +66,7 @@ def test_bounds_never_exceed_the_optimum(case):
 
 @pytest.mark.parametrize("case", range(0, 80, 2))
 def test_beam_proposes_valid_plans(case):
-    prof, replication, max_stages = CASES[case]
-    names = list(prof.pes)
-    groups = stage_groups(prof, names, replication)
+    prof, replication, max_stages, names, groups = _setup(case)
     rest = completion.Rest(prof, names, groups)
     for path in beam.interleaved(rest, len(names), max_stages):
         validate(prof, stages_from_path(groups, path), replication=replication, max_stages=max_stages)

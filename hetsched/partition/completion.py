@@ -24,7 +24,7 @@ import numpy as np
 
 from ..profile import Profile
 from .groups import runnable
-from .stategraph import StateGraph
+from .stategraph import StateGraph, cached_transfers
 
 
 def simplex_grid(d: int, m: int) -> np.ndarray:
@@ -55,13 +55,7 @@ class Rest:
         producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
         host = profile.host
         self.groups = groups
-        cache: dict = {}
-
-        def xfer(src, dst, t):
-            v = cache.get((src, dst, t))
-            if v is None:
-                v = cache[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
-            return v
+        xfer = cached_transfers(profile)
         self.extend, self.open = [], []
         for i, layer in enumerate(layers):
             ext = np.full((ng, npe + 1), np.inf)

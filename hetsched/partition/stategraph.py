@@ -52,6 +52,19 @@ class StateGraph:
         return [int(step.group[a]) for step, a in zip(self.steps, arcs)]
 
 
+def cached_transfers(profile: Profile):
+    """transfer(src, dst, tensor name) in ms, memoised: the planners ask for the same few
+    thousand triples millions of times."""
+    cache: dict = {}
+
+    def xfer(src, dst, t):
+        v = cache.get((src, dst, t))
+        if v is None:
+            v = cache[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
+        return v
+    return xfer
+
+
 def live_tensors(profile: Profile) -> list[tuple[str, ...]]:
     """live[i]: tensors available before layer i and read at or after it (graph inputs count)."""
     layers = profile.layers
@@ -77,13 +90,7 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
     outputs = set(profile.graph_outputs)
     host = profile.host
     live = live_tensors(profile)
-    xfer_cache: dict = {}
-
-    def xfer(src, dst, t):
-        v = xfer_cache.get((src, dst, t))
-        if v is None:
-            v = xfer_cache[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
-        return v
+    xfer = cached_transfers(profile)
 
     states: list[list[State]] = [[(-1, tuple((host, False) for _ in live[0]))]]
     steps: list[Step] = []
