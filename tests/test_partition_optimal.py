@@ -112,3 +112,9 @@ def test_lower_bound_at_a_time_out_never_exceeds_the_optimum(case, monkeypatch):
             assert "proven" in str(e)
         else:
             break   # the search finished within `limit` readings: every stop point was tried
+
+
+def test_an_upper_bound_below_the_optimum_is_named(example):
+    with pytest.raises(PlanError, match="no plan has a bottleneck at or below the given upper bound"):
+        solve(example, upper_bound=1.0)
+    assert close(solve(example, upper_bound=4.1).bottleneck_ms, 4.1)

@@ -91,11 +91,15 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     clock.proven = root
     sweep = _Sweep(graph, weights, to_go, max_stages, clock)
 
-    if upper_bound is None:
+    given = upper_bound is not None
+    if not given:
         upper_bound = _known_plan(profile, names, replication, max_stages, sweep, clock)
     clock.upper_bound = upper_bound
     found = _phase1(sweep, clock, root, upper_bound)
     if found is None:
+        if given:
+            raise PlanError(f"no plan has a bottleneck at or below the given upper bound "
+                            f"({upper_bound:.4f} ms)")
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
     first = evaluate(profile, found, "optimal", check=False)
