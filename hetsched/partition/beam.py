@@ -37,21 +37,22 @@ def interleaved(rest: Rest, npe: int, max_stages: int, width: int = 4,
     pool, V = np.vstack([pool, near]), np.concatenate([V, rest.weighted(near, max_stages)], axis=1)
     pick = np.r_[np.arange(npe), npe + np.argsort(-rest.root(V)[npe:], kind="stable")[:6]]
     weights, V = pool[pick], V[:, pick]
+    ext, opn = np.array(rest.extend)[..., :npe], np.array(rest.open)[..., :npe]
+    ext_ok, opn_ok = np.isfinite(ext).all(axis=-1), np.isfinite(opn).all(axis=-1)
+    groups = np.arange(ng)
     loads = np.zeros((1, npe))
     last = np.array([ng])
     stages = np.array([0])
     history = []
     for i in range(n):
         # every (label, group): extend when the group is the label's own, else open
-        same = last[:, None] == np.arange(ng)[None, :]
-        inc = np.where(same[:, :, None], rest.extend[i][None, :, :],
-                       rest.open[i][last][:, :, :])                     # labels x groups x PEs+1
+        same = last[:, None] == groups[None, :]
         s2 = stages[:, None] + (~same)
-        ok = np.isfinite(inc).all(axis=2) & (s2 <= max_stages)
+        ok = np.where(same, ext_ok[i][None, :], opn_ok[i][last]) & (s2 <= max_stages)
         lab, grp = np.nonzero(ok)
         if not len(lab):
             return []
-        cand = loads[lab] + inc[lab, grp, :npe]
+        cand = loads[lab] + np.where(same[lab, grp][:, None], ext[i][grp], opn[i][last[lab], grp])
         s2 = s2[lab, grp]
         score = (cand @ weights.T + V[i + 1][:, grp, s2].T).max(axis=1)
         score = np.maximum(score, cand.max(axis=1))
@@ -65,8 +66,8 @@ def interleaved(rest: Rest, npe: int, max_stages: int, width: int = 4,
     plans = []
     for r in np.argsort(loads.max(axis=1), kind="stable")[:keep]:
         path, at = [], int(r)
-        for parents, groups in reversed(history):
-            path.append(int(groups[at]))
+        for parents, chosen in reversed(history):
+            path.append(int(chosen[at]))
             at = int(parents[at])
         plans.append(path[::-1])
     return plans
