@@ -1,7 +1,9 @@
-"""The contract's profile (`hetsched.profile/1`): dataclasses, validation, load and save.
+"""The contract's profile (`hetsched.profile/2`): dataclasses, validation, load and save.
 
 See shared/design/contract.md section 2. Every check here ends in one `ProfileError` line that
-names the file and the offending field; nothing is repaired silently.
+names the file and the offending field; nothing is repaired silently. A `hetsched.profile/1` file
+is read as version 2 with every new term at its default (no stage overhead, no host work, no
+contention, an empty `engine`); `save` always writes version 2.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from .atomic import write_text
 from .errors import ProfileError
 
-SCHEMA = "hetsched.profile/1"
+SCHEMA = "hetsched.profile/2"
+SCHEMAS = ("hetsched.profile/1", SCHEMA)   # version 1 is read with the new terms at defaults
 SOURCES = ("measured", "modeled")
 PE_KINDS = ("cpu", "gpu", "dla")
 
@@ -64,15 +67,39 @@ class Profile:
     graph_outputs: list[str]
     transfer: dict[str, Transfer]
     extra: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    stage_overhead_ms: dict[str, float] = field(default_factory=dict)   # missing PE: 0
+    host_ms: float = 0.0
+    contention: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def cost(self, layer: int, pe: str) -> float | None:
         return self.layers[layer].cost_ms.get(pe)
 
     def transfer_ms(self, src: str, dst: str, nbytes: int) -> float:
-        if src == dst:
-            return 0.0
-        link = self.transfer.get(f"{src}->{dst}", self.transfer["default"])
+        """A pair's own key, else the default; a PE to itself is free unless `"p->p"` says not."""
+        link = self.transfer.get(f"{src}->{dst}")
+        if link is None:
+            if src == dst:
+                return 0.0
+            link = self.transfer["default"]
         return link.cost_ms(nbytes)
+
+    def overhead_ms(self, pe: str) -> float:
+        return self.stage_overhead_ms.get(pe, 0.0)
+
+    def factor(self, pe: str, used) -> float:
+        """Contract section 4: 1 + the slowdown of `pe` from every other PE in the set `used`."""
+        row = self.contention.get(pe)
+        if not row:
+            return 1.0
+        return 1.0 + sum(v for q, v in row.items() if q != pe and q in used)
+
+    def contended(self) -> list[str]:
+        """The PEs whose factor depends on the plan's PE set (each appears in `contention` with a
+        non-zero entry, as the one slowed or the one slowing)."""
+        out = {p for p, row in self.contention.items() for q, v in row.items() if v}
+        out |= {q for row in self.contention.values() for q, v in row.items() if v}
+        return [p for p in self.pes if p in out]
 
     def graph_inputs(self) -> list[str]:
         produced = {t for layer in self.layers for t in layer.outputs}
@@ -100,6 +127,11 @@ class Profile:
             "graph_outputs": list(self.graph_outputs),
             "transfer": {k: {"latency_ms": v.latency_ms, "ms_per_mb": v.ms_per_mb}
                          for k, v in self.transfer.items()},
+            "engine": self.engine,
+            "stage_overhead_ms": {p: self.stage_overhead_ms[p] for p in self.pes
+                                  if p in self.stage_overhead_ms},
+            "host_ms": self.host_ms,
+            "contention": {p: dict(row) for p, row in self.contention.items()},
         }
         d.update(self.extra)
         return d
@@ -132,8 +164,8 @@ def from_dict(d: Any, where: str = "profile") -> Profile:
     if not isinstance(d, dict):
         _fail(where, "a profile is a JSON object")
     schema = d.get("schema")
-    if schema != SCHEMA:
-        _fail(where, f"schema is {schema!r}, expected {SCHEMA!r}")
+    if schema not in SCHEMAS:
+        _fail(where, f"schema is {schema!r}, expected {SCHEMA!r} (or {SCHEMAS[0]!r})")
     source = _req(d, "source", str, where)
     if source not in SOURCES:
         _fail(where, f"source is {source!r}, expected one of {SOURCES}")
@@ -178,10 +210,41 @@ def from_dict(d: Any, where: str = "profile") -> Profile:
                     f"transfer.{key}.ms_per_mb"))
     if "default" not in transfer:
         _fail(where, "transfer has no 'default' entry")
+    engine = d.get("engine", {})
+    if not isinstance(engine, dict):
+        _fail(where, f"field 'engine' must be an object, got {type(engine).__name__}")
+    overhead = {}
+    raw = d.get("stage_overhead_ms", {})
+    if not isinstance(raw, dict):
+        _fail(where, f"field 'stage_overhead_ms' must be an object, got {type(raw).__name__}")
+    for pe, value in raw.items():
+        if pe not in pes:
+            _fail(where, f"stage_overhead_ms names '{pe}', which is not one of the pes")
+        overhead[pe] = _number(value, where, f"stage_overhead_ms.{pe}")
+    host_ms = _number(d.get("host_ms", 0.0), where, "host_ms")
+    contention: dict[str, dict[str, float]] = {}
+    raw = d.get("contention", {})
+    if not isinstance(raw, dict):
+        _fail(where, f"field 'contention' must be an object, got {type(raw).__name__}")
+    for pe, row in raw.items():
+        if pe not in pes:
+            _fail(where, f"contention names '{pe}', which is not one of the pes")
+        if not isinstance(row, dict):
+            _fail(where, f"contention.{pe} must be an object of other PEs, got {type(row).__name__}")
+        for other, value in row.items():
+            if other not in pes:
+                _fail(where, f"contention.{pe} names '{other}', which is not one of the pes")
+            if other == pe:
+                _fail(where, f"contention.{pe}.{pe}: a PE does not contend with itself")
+            # negative slowdowns are refused: the planners rely on a PE never running faster
+            # beside another (so pricing a plan over a superset of its PEs never undercuts it)
+            row_value = _number(value, where, f"contention.{pe}.{other}")
+            contention.setdefault(pe, {})[other] = row_value
     known = {"schema", "source", "model", "board", "host", "pes", "layers", "tensors",
-             "graph_outputs", "transfer"}
+             "graph_outputs", "transfer", "engine", "stage_overhead_ms", "host_ms", "contention"}
     extra = {k: v for k, v in d.items() if k not in known}
-    return Profile(source, model, board, host, pes, layers, tensors, list(outs), transfer, extra)
+    return Profile(source, model, board, host, pes, layers, tensors, list(outs), transfer, extra,
+                   dict(engine), overhead, host_ms, contention)
 
 
 def _layers(raw: list, pes: dict[str, PE], tensors: dict[str, int], where: str) -> list[ProfileLayer]:

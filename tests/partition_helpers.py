@@ -13,7 +13,9 @@ from hetsched.partition.groups import runnable, stage_groups
 POOL = [("cpu0", "cpu"), ("cpu1", "cpu"), ("gpu", "gpu"), ("dla0", "dla"), ("dla1", "dla")]
 
 
-def random_profile(rng, n, pe_names, null_rate=0.25, skip_rate=0.4, specific_links=True):
+def random_profile(rng, n, pe_names, null_rate=0.25, skip_rate=0.4, specific_links=True, v2=False):
+    """A random profile; `v2` adds the version-2 terms at random: per-PE stage overheads, host
+    work, contention between random pairs and measured same-PE ("p->p") transfers."""
     kinds = dict(POOL)
     pes = {p: {"kind": kinds[p]} for p in pe_names}
     host = next((p for p in pe_names if kinds[p] == "cpu"), pe_names[0])
@@ -54,6 +56,20 @@ def random_profile(rng, n, pe_names, null_rate=0.25, skip_rate=0.4, specific_lin
     for p in pe_names:
         if all(l["cost_ms"][p] is None for l in layers):
             layers[int(rng.integers(0, n))]["cost_ms"][p] = round(float(rng.uniform(0, 10)), 3)
+    if v2:
+        d["schema"] = "hetsched.profile/2"
+        d["stage_overhead_ms"] = {p: round(float(rng.uniform(0, 2)), 3) for p in pe_names
+                                  if rng.random() < 0.7}
+        d["host_ms"] = round(float(rng.uniform(0, 4)), 3) if rng.random() < 0.7 else 0.0
+        contention: dict = {}
+        for a, b in product(pe_names, pe_names):
+            if a != b and rng.random() < 0.35:
+                contention.setdefault(a, {})[b] = round(float(rng.uniform(0, 0.6)), 3)
+        d["contention"] = contention
+        for p in pe_names:
+            if rng.random() < 0.2:
+                transfer[f"{p}->{p}"] = {"latency_ms": round(float(rng.uniform(0, 0.5)), 3),
+                                         "ms_per_mb": round(float(rng.uniform(0, 0.5)), 3)}
     return profile.from_dict(d)
 
 
@@ -86,6 +102,22 @@ def brute_force(prof, pes=None, replication=True, max_stages=8):
 
 def close(a, b, rel=1e-9):
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def instances_v2(count, seed=0):
+    """Random small v2 profiles over two CPU cores and two DLAs (so that replicated groups of both
+    kinds occur), a GPU in some; replication on and off, random `max_stages`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        names = ["cpu0", "cpu1"] + (["gpu"] if rng.random() < 0.3 else []) + ["dla0", "dla1"]
+        n = int(rng.integers(2, 4 if "gpu" in names else 5))
+        try:
+            prof = random_profile(rng, n, names, null_rate=0.2, v2=True)
+        except HetschedError:
+            continue
+        out.append((prof, bool(rng.random() < 0.75), int(rng.integers(1, n + 2))))
+    return out
 
 
 def instances(count, seed=0):

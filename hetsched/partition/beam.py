@@ -33,14 +33,14 @@ def interleaved(rest: Rest, npe: int, max_stages: int, width: int = 4,
     pool = np.vstack([simplex_grid(npe, 1), np.full((1, npe), 1.0 / npe),
                       rng.dirichlet(np.ones(npe), 16)])
     V = rest.weighted(pool, max_stages)
-    near = rng.dirichlet(pool[npe + int(np.argmax(rest.root(V)[npe:]))] * 40 + 0.01, 12)
+    near = rng.dirichlet(pool[npe + int(np.argmax(rest.root(V, pool)[npe:]))] * 40 + 0.01, 12)
     pool, V = np.vstack([pool, near]), np.concatenate([V, rest.weighted(near, max_stages)], axis=1)
-    pick = np.r_[np.arange(npe), npe + np.argsort(-rest.root(V)[npe:], kind="stable")[:6]]
+    pick = np.r_[np.arange(npe), npe + np.argsort(-rest.root(V, pool)[npe:], kind="stable")[:6]]
     weights, V = pool[pick], V[:, pick]
     ext, opn = np.array(rest.extend)[..., :npe], np.array(rest.open)[..., :npe]
     ext_ok, opn_ok = np.isfinite(ext).all(axis=-1), np.isfinite(opn).all(axis=-1)
     groups = np.arange(ng)
-    loads = np.zeros((1, npe))
+    loads = rest.start[None, :npe].copy()
     last = np.array([ng])
     stages = np.array([0])
     history = []

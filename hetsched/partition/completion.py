@@ -24,7 +24,7 @@ import numpy as np
 
 from ..profile import Profile
 from .groups import runnable
-from .stategraph import StateGraph, cached_transfers
+from .stategraph import StateGraph, cached_transfers, mean_in, pricing
 
 
 def simplex_grid(d: int, m: int) -> np.ndarray:
@@ -45,7 +45,9 @@ def simplex_grid(d: int, m: int) -> np.ndarray:
 class Rest:
     """Per layer, what running it on each group adds (loads per PE, then the first PE's time):
     `extend[i]` (groups x PEs+1) within the open stage, `open[i]` (groups+1 x groups x PEs+1)
-    from a stage on group g (row `len(groups)`: before the first layer) into a new one."""
+    from a stage on group g (row `len(groups)`: before the first layer) into a new one. Priced
+    with the contention factors of the whole set `names` and the stage overhead on openings,
+    as `stategraph.build`; `start` is the load every plan starts from (the host's work)."""
 
     def __init__(self, profile: Profile, names: list[str], groups: list[tuple[str, ...]]):
         layers = profile.layers
@@ -55,7 +57,9 @@ class Rest:
         producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
         host = profile.host
         self.groups = groups
+        self.start, self.floor = start_load(profile, names)
         xfer = cached_transfers(profile)
+        factor, over = pricing(profile, names, groups)
         self.extend, self.open = [], []
         for i, layer in enumerate(layers):
             ext = np.full((ng, npe + 1), np.inf)
@@ -63,31 +67,30 @@ class Rest:
             for h, group in enumerate(groups):
                 if not runnable(profile, group, i):
                     continue
+                k = len(group)
                 own = np.zeros(npe + 1)
                 for m, p in enumerate(group):
                     c = layer.cost_ms[p] + sum(xfer(p, host, t) for t in layer.outputs
                                                if t in outputs)
-                    own[idx[p]] += c / len(group)
+                    own[idx[p]] += c * factor[idx[p]] / k
                     if m == 0:
-                        own[npe] = c
+                        own[npe] = c * factor[idx[p]]
                 ext[h] = own
                 for g in range(ng + 1):
                     if g == h:
                         continue
-                    row = own.copy()
+                    row = own + over[h]
                     for t in dict.fromkeys(layer.inputs):
                         j = producer.get(t)
                         if j is None:
-                            source = host
+                            source = (host,)
                         elif j == i - 1 and g < ng:
-                            source = groups[g][0]
+                            source = groups[g]
                         else:
-                            continue   # made by an older stage whose PE this state does not know
+                            continue   # made by an older stage whose group this state does not know
                         for m, p in enumerate(group):
-                            x = xfer(source, p, t)
-                            row[idx[p]] += x / len(group)
-                            if m == 0:
-                                row[npe] += x
+                            row[idx[p]] += mean_in(xfer, source, p, k, m, t) * factor[idx[p]] / k
+                        row[npe] += xfer(source[0], group[0], t) * factor[idx[group[0]]]
                     opn[g, h] = row
             self.extend.append(ext)
             self.open.append(opn)
@@ -127,9 +130,24 @@ class Rest:
     def latency(self, max_stages: int) -> np.ndarray:
         return self.to_go(lambda v: v[..., -1:], max_stages)[:, 0]
 
-    def root(self, V: np.ndarray) -> np.ndarray:
-        """The bound at the start, per weight vector."""
-        return V[0, :, len(self.groups), 0]
+    def root(self, V: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """The bound at the start, per weight vector (with `weights`: the starting load too)."""
+        r = V[0, :, len(self.groups), 0]
+        if weights is not None:
+            r = r + weights @ self.start[:-1]
+        return r
+
+
+def start_load(profile: Profile, names: list[str]) -> tuple[np.ndarray, float]:
+    """The label every plan over `names` starts from (the host's work outside the stages, on
+    the host's load column and on latency) and the floor under every bottleneck (that work
+    again, where the host is not one of `names`: its load still counts)."""
+    start = np.zeros(len(names) + 1)
+    start[-1] = profile.host_ms
+    if profile.host in names:
+        start[names.index(profile.host)] = profile.host_ms
+        return start, 0.0
+    return start, profile.host_ms
 
 
 def tuned_weights(rest: Rest, npe: int, max_stages: int, rounds: int = 6, batch: int = 64,
@@ -146,7 +164,7 @@ def tuned_weights(rest: Rest, npe: int, max_stages: int, rounds: int = 6, batch:
     for r in range(rounds):
         if deadline_check is not None:
             deadline_check(r)
-        root = rest.root(rest.weighted(cand, max_stages))
+        root = rest.root(rest.weighted(cand, max_stages), cand)
         k = int(np.argmax(root))
         if root[k] > best_v:
             best_v, best_w = float(root[k]), cand[k]
@@ -161,7 +179,7 @@ def search_weights(rest: Rest, npe: int, max_stages: int, keep: int = 24,
     """The weights the search prices on the full graph: the `keep` best at the root of the small
     graph, a coarse grid, and the unit vectors."""
     pool = tuned_weights(rest, npe, max_stages, deadline_check=deadline_check)
-    root = rest.root(rest.weighted(pool, max_stages))
+    root = rest.root(rest.weighted(pool, max_stages), pool)
     best = pool[np.argsort(-root, kind="stable")[:keep]]
     coarse = simplex_grid(npe, {1: 1, 2: 8, 3: 4, 4: 3}.get(npe, 2))
     return np.unique(np.vstack([best, coarse, np.eye(npe)]), axis=0)

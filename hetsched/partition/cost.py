@@ -1,15 +1,21 @@
-"""What a plan costs: contract section 4, implemented once. Planners, the simulator and reports all
-call `evaluate`; nothing else computes a stage time.
+"""What a plan costs: contract section 4 (version 2), implemented once. Planners, the simulator and
+reports all call `evaluate` (or `StageCost.frame_ms`, its per-frame form); nothing else computes a
+stage time.
 
-For stage j with PE group G_j and member p:
-    T_j(p) = compute_j(p) + in_j(p) + out_j(p)
-    load(p) = sum over stages j containing p of T_j(p) / |G_j|
-    bottleneck = max load, throughput = 1000 / bottleneck, latency = sum_j T_j(first PE of G_j)
+U is the set of PEs the plan's stages use. For stage j with PE group G_j and member p = G_j[r]:
+    in_j(p)   = per external input tensor, the mean of transfer(s -> p) over S(r): the members
+                of the producing group that made the frames p serves (`sources`)
+    factor(p) = 1 + sum over q in U, q != p, of contention[p][q]
+    T_j(p)    = (compute_j(p) + in_j(p) + out_j(p)) * factor(p) + stage_overhead_ms[p]
+    load(p)   = sum over stages j containing p of T_j(p) / |G_j|  (+ host_ms on the host)
+    bottleneck = max load, throughput = 1000 / bottleneck,
+    latency   = host_ms + sum_j T_j(G_j[0]) with frame 0's sources (each producer's first member)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import gcd
 
 from ..errors import HetschedError
 from ..profile import Profile
@@ -29,15 +35,48 @@ class Stage:
     last: int  # inclusive
 
 
+def sources(m: int, k: int, r: int) -> range:
+    """S(r) as member indices: the members of a producing group of size m that made the frames
+    member r of a consuming group of size k serves. Frame f goes to f mod k and came from f mod m,
+    so over f = r, r + k, ... below lcm(m, k) these are the members s = r (mod gcd(m, k)), each
+    once."""
+    g = gcd(m, k)
+    return range(r % g, m, g)
+
+
 @dataclass(frozen=True)
 class StageCost:
+    """One stage's terms per member; `time_ms` is the contract's T_j(p)."""
     compute_ms: dict[str, float]
     in_ms: dict[str, float]
     out_ms: dict[str, float]
     fallback_ms: dict[str, float] = field(default_factory=dict)   # --dla-fallback islands
+    factor: dict[str, float] = field(default_factory=dict)        # contention, missing: 1
+    overhead_ms: dict[str, float] = field(default_factory=dict)   # missing: 0
+    first_in_ms: float = 0.0            # the first member's inputs from frame 0's producers
+    pes: tuple[str, ...] = ()
+    inputs: tuple[tuple[int, tuple[str, ...]], ...] = ()          # (bytes, producing group)
+
+    def work_ms(self, pe: str) -> float:
+        """What contention slows: compute, transfers and fallback islands."""
+        return self.compute_ms[pe] + self.in_ms[pe] + self.out_ms[pe] + self.fallback_ms.get(pe, 0.0)
 
     def time_ms(self, pe: str) -> float:
-        return self.compute_ms[pe] + self.in_ms[pe] + self.out_ms[pe] + self.fallback_ms.get(pe, 0.0)
+        return self.work_ms(pe) * self.factor.get(pe, 1.0) + self.overhead_ms.get(pe, 0.0)
+
+    def first_ms(self) -> float:
+        """T_j(G_j[0]) for frame 0 of an empty pipeline (what the contract's latency sums)."""
+        p = self.pes[0]
+        return (self.work_ms(p) - self.in_ms[p] + self.first_in_ms) * self.factor.get(p, 1.0) \
+            + self.overhead_ms.get(p, 0.0)
+
+    def frame_ms(self, profile: Profile, frame: int) -> float:
+        """The stage's time for one frame: on member frame mod k, with each input from the
+        producer member that made that frame. Averaged over a member's frames it is `time_ms`."""
+        p = self.pes[frame % len(self.pes)]
+        tin = sum(profile.transfer_ms(g[frame % len(g)], p, nbytes) for nbytes, g in self.inputs)
+        return (self.work_ms(p) - self.in_ms[p] + tin) * self.factor.get(p, 1.0) \
+            + self.overhead_ms.get(p, 0.0)
 
 
 @dataclass
@@ -155,6 +194,11 @@ class CostIndex:
         self.outputs = [[t for t in layer.outputs if t in outputs] for layer in profile.layers]
 
 
+def used_pes(stages: list[Stage]) -> frozenset[str]:
+    """U of contract section 4: the PEs the stages use."""
+    return frozenset(p for s in stages for p in s.pes)
+
+
 def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
              check: bool = True, index: CostIndex | None = None, **limits) -> Plan:
     """The contract's cost of `stages` (validated first unless `check` is False). Planners that
@@ -164,34 +208,48 @@ def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
     index = index or CostIndex(profile)
     fallback = bool(limits.get("dla_fallback"))
     gpu = fallback_gpu(profile, limits.get("pes")) if fallback else None
-    load = {pe: 0.0 for pe in profile.pes}
-    latency = 0.0
-    costs = []
     host = profile.host
+    used = used_pes(stages)
+    if fallback and any(profile.layers[i].cost_ms.get(p) is None for s in stages for p in s.pes
+                        if profile.pes[p].kind == "dla" for i in range(s.first, s.last + 1)):
+        used = used | {gpu}        # islands run on the GPU, so it contends like any stage
+    factor = {p: profile.factor(p, used) for p in used}
+    load = {pe: 0.0 for pe in profile.pes}
+    load[host] += profile.host_ms
+    latency = profile.host_ms
+    costs = []
     for j, s in enumerate(stages):
-        external: dict[str, str] = {}
+        external: dict[str, tuple[str, ...]] = {}
         produced_outputs: list[str] = []
         for i in range(s.first, s.last + 1):
             for t, src_layer in index.inputs[i]:
                 if src_layer < s.first and t not in external:
-                    external[t] = host if src_layer < 0 else stages[_stage_of(stages, src_layer, j)].pes[0]
+                    external[t] = (host,) if src_layer < 0 else \
+                        stages[_stage_of(stages, src_layer, j)].pes
             produced_outputs.extend(index.outputs[i])
+        k = len(s.pes)
         comp, tin, tout = {}, {}, {}
-        for pe in s.pes:
+        for r, pe in enumerate(s.pes):
             pre = index.prefix[pe]
             comp[pe] = pre[s.last + 1] - pre[s.first]
-            tin[pe] = sum(profile.transfer_ms(src, pe, profile.tensors[t]) for t, src in external.items())
+            tin[pe] = sum(sum(profile.transfer_ms(src[m], pe, profile.tensors[t])
+                              for m in sources(len(src), k, r)) / len(sources(len(src), k, r))
+                          for t, src in external.items())
             tout[pe] = sum(profile.transfer_ms(pe, host, profile.tensors[t]) for t in produced_outputs)
+        first_in = sum(profile.transfer_ms(src[0], s.pes[0], profile.tensors[t])
+                       for t, src in external.items())
         extra = {}
         for pe in s.pes:
             if fallback and profile.pes[pe].kind == "dla":
                 extra[pe], gpu_ms = _islands(profile, index, s, pe, gpu)
-                load[gpu] += gpu_ms / len(s.pes)
-        sc = StageCost(comp, tin, tout, extra)
+                load[gpu] += gpu_ms * factor.get(gpu, 1.0) / k
+        sc = StageCost(comp, tin, tout, extra, {p: factor[p] for p in s.pes},
+                       {p: profile.overhead_ms(p) for p in s.pes}, first_in, tuple(s.pes),
+                       tuple((profile.tensors[t], src) for t, src in external.items()))
         costs.append(sc)
         for pe in s.pes:
-            load[pe] += sc.time_ms(pe) / len(s.pes)
-        latency += sc.time_ms(s.pes[0])
+            load[pe] += sc.time_ms(pe) / k
+        latency += sc.first_ms()
     bottleneck = max(load.values())
     fps = 1000.0 / bottleneck if bottleneck > 0 else float("inf")
     return Plan(method, list(stages), bottleneck, fps, latency, load, costs, dla_fallback=fallback)

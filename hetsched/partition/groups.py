@@ -32,6 +32,24 @@ def stage_groups(profile: Profile, pes: list[str], replication: bool) -> list[tu
     return groups
 
 
+def pe_sets(profile: Profile, pes: list[str]) -> list[list[str]]:
+    """The PE sets a planner solves over separately so that contention stays exact: contention
+    makes a PE's cost depend on the set U of PEs the whole plan uses, so each set of the PEs that
+    contention involves, with every other PE of `pes`, is one problem priced with its own
+    factors (2^c sets for c such PEs; one set, `pes` itself, when the profile has none). A plan
+    over part of a set is priced there no lower than its own cost (contention is >= 0), so the
+    best over all sets, re-priced by `cost.evaluate`, is the best plan."""
+    involved = [p for p in profile.contended() if p in pes]
+    free = [p for p in pes if p not in involved]
+    out = []
+    for mask in range(1 << len(involved)):
+        chosen = {p for b, p in enumerate(involved) if mask >> b & 1}
+        subset = [p for p in pes if p in chosen or p in free]
+        if subset:
+            out.append(subset)
+    return out[::-1]    # the whole set first
+
+
 def runnable(profile: Profile, group: tuple[str, ...], layer: int) -> bool:
     costs = profile.layers[layer].cost_ms
     return all(costs.get(p) is not None for p in group)

@@ -5,9 +5,12 @@ stage times match, then refine.
 1. Candidate orders: every sequence of disjoint stage groups (each PE used at most once; a group
    is one PE or, with replication, several PEs of one kind), at most `max_stages` long.
 2. Balancing: for one order, the smallest bottleneck B for which a greedy fill works (each stage
-   takes layers while every member's compute / group size stays <= B; the last takes the rest),
-   found by bisection over B on per-PE prefix sums. For compute alone and a fixed order the
-   greedy fill is optimal (a stage that stops earlier never helps the ones after it).
+   takes layers while every member's time / group size stays <= B; the last takes the rest),
+   found by bisection over B on per-PE prefix sums. A member's time here is the contract's
+   without transfers: compute times the contention factor of the order's PE set, plus the stage
+   overhead, with the host's work outside the stages on the host's budget. For these terms and
+   a fixed order the greedy fill is optimal (a stage that stops earlier never helps the ones
+   after it).
 3. The balanced plans are priced exactly (`cost.evaluate`: transfers, replication, outputs), and
    the best few are refined by moving single cut points while the contract's order improves.
 4. Beyond the book: orders that use a PE once cannot express JEDI's GPU, DLA0, DLA1, GPU or the
@@ -32,7 +35,8 @@ from ..profile import Profile
 from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate, fallback_gpu
 from .beam import interleaved
 from .completion import Rest
-from .groups import allowed_pes, check_feasible, runnable, stage_groups, stages_from_path
+from .groups import (allowed_pes, check_feasible, pe_sets, runnable, stage_groups,
+                     stages_from_path)
 
 BISECTION_STEPS = 30
 REFINE_TOP = 3
@@ -56,12 +60,14 @@ class _Prefix:
             for i in range(n - 1, -1, -1):
                 nxt[i] = i if null[i] else nxt[i + 1]
             self.next_null[p] = nxt
-    def max_end(self, group, a: int, budget: float) -> int:
-        """Last layer e >= a-1 such that a..e fits `budget` on every member (a-1: none fits)."""
+    def max_end(self, group, a: int, caps) -> int:
+        """Last layer e >= a-1 such that a..e fits each member's compute cap (a-1: none fits)."""
         end = self.n - 1
-        for p in group:
+        for p, cap in zip(group, caps):
+            if cap < 0:
+                return a - 1
             s = self.sum[p]
-            e = int(np.searchsorted(s, s[a] + budget, side="right")) - 2
+            e = int(np.searchsorted(s, s[a] + cap, side="right")) - 2
             end = min(end, e, int(self.next_null[p][a]) - 1)
         return end
 
@@ -72,9 +78,28 @@ class _Prefix:
             i += 1
         return i
 
-    def fits(self, group, a: int, e: int, budget: float) -> bool:
-        return all(self.next_null[p][a] > e and self.sum[p][e + 1] - self.sum[p][a] <= budget
-                   for p in group)
+    def fits(self, group, a: int, e: int, caps) -> bool:
+        return all(self.next_null[p][a] > e and self.sum[p][e + 1] - self.sum[p][a] <= cap
+                   for p, cap in zip(group, caps))
+
+
+class _Terms:
+    """Contract section 4's terms that do not depend on the cut points, for one order: the
+    contention factor of each PE over the order's PE set, stage overheads and the host's work.
+    `caps` turns a bottleneck into each member's compute budget."""
+
+    def __init__(self, profile: Profile, order):
+        used = {p for g in order for p in g}
+        self.factor = {p: profile.factor(p, used) for p in used}
+        self.overhead = {p: profile.overhead_ms(p) for p in used}
+        self.host, self.host_ms = profile.host, profile.host_ms
+
+    def caps(self, group, bottleneck: float, stages: int = 1) -> list[float]:
+        """Compute each member may take so that its load stays <= bottleneck, over `stages`
+        stages of this group."""
+        k = len(group)
+        return [((bottleneck - (self.host_ms if p == self.host else 0.0)) * k
+                 - stages * self.overhead[p]) / self.factor[p] for p in group]
 
 
 def _orders(groups, max_len, max_stages):
@@ -89,20 +114,20 @@ def _orders(groups, max_len, max_stages):
                     yield seq + (seq[0],)
 
 
-def _greedy(prefix: _Prefix, order, bottleneck: float):
+def _greedy(prefix: _Prefix, order, bottleneck: float, terms: _Terms):
     if len(order) > 2 and order[0] == order[-1]:
-        return _greedy_sandwich(prefix, order, bottleneck)
+        return _greedy_sandwich(prefix, order, bottleneck, terms)
     n = prefix.n
     a = 0
     cuts = []
     for s, group in enumerate(order):
-        budget = bottleneck * len(group)
+        caps = terms.caps(group, bottleneck)
         if s == len(order) - 1:
-            if not prefix.fits(group, a, n - 1, budget):
+            if not prefix.fits(group, a, n - 1, caps):
                 return None
             cuts.append((a, n - 1))
             return cuts
-        e = min(prefix.max_end(group, a, budget), n - 1 - (len(order) - 1 - s))
+        e = min(prefix.max_end(group, a, caps), n - 1 - (len(order) - 1 - s))
         if e < a:
             return None
         cuts.append((a, e))
@@ -110,44 +135,45 @@ def _greedy(prefix: _Prefix, order, bottleneck: float):
     return None
 
 
-def _greedy_sandwich(prefix: _Prefix, order, bottleneck: float):
+def _greedy_sandwich(prefix: _Prefix, order, bottleneck: float, terms: _Terms):
     """The ends share one group's budget: the head takes only what the next group cannot run,
     the middle fills greedily, the tail takes the rest, and head + tail must fit the budget."""
     n = prefix.n
     outer = order[0]
-    budget = bottleneck * len(outer)
+    caps = terms.caps(outer, bottleneck, stages=2)
     head = max(0, prefix.first_runnable(order[1]) - 1)
-    if not prefix.fits(outer, 0, head, budget):
+    if not prefix.fits(outer, 0, head, caps):
         return None
     cuts = [(0, head)]
     a = head + 1
     for s, group in enumerate(order[1:-1]):
         remaining = len(order) - 2 - s  # stages after this one, the tail included
-        e = min(prefix.max_end(group, a, bottleneck * len(group)), n - 1 - remaining)
+        e = min(prefix.max_end(group, a, terms.caps(group, bottleneck)), n - 1 - remaining)
         if e < a:
             return None
         cuts.append((a, e))
         a = e + 1
     if a > n - 1:
         return None
-    spent = max(prefix.sum[p][head + 1] for p in outer)
-    if not prefix.fits(outer, a, n - 1, budget - spent):
+    left = [cap - (prefix.sum[p][head + 1] - prefix.sum[p][0]) for p, cap in zip(outer, caps)]
+    if not prefix.fits(outer, a, n - 1, left):
         return None
     cuts.append((a, n - 1))
     return cuts
 
 
-def _balance(prefix: _Prefix, order, hi: float):
+def _balance(prefix: _Prefix, order, hi: float, profile: Profile):
     """Smallest bottleneck (to bisection precision) at which the greedy fill covers all layers."""
     if len(order) > prefix.n:
         return None
-    best = _greedy(prefix, order, hi)
+    terms = _Terms(profile, order)
+    best = _greedy(prefix, order, hi, terms)
     if best is None:
         return None
     lo = 0.0
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
-        cuts = _greedy(prefix, order, mid)
+        cuts = _greedy(prefix, order, mid, terms)
         if cuts is None:
             lo = mid
         else:
@@ -222,11 +248,15 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
               "dla_fallback": dla_fallback}
     prefix = _Prefix(_fallback_view(profile, names) if dla_fallback else profile, names)
     index = CostIndex(profile)
-    # any order's greedy fill succeeds at the sum of the slowest costs, so that bounds the search
-    hi = max(float(prefix.sum[p][-1]) for p in names) * max(len(g) for g in groups) + 1.0
+    # any order's greedy fill succeeds at the sum of the slowest costs (slowed by every PE
+    # contending, two overheads per PE and the host's work), so that bounds the search
+    slow = max(profile.factor(p, set(names)) for p in names)
+    hi = (max(float(prefix.sum[p][-1]) for p in names) * slow
+          + 2 * max(profile.overhead_ms(p) for p in names) + profile.host_ms) \
+        * max(len(g) for g in groups) + 1.0
     priced: list[Plan] = []
     for order in _orders(groups, min(max_stages, len(names)), max_stages):
-        spans = _balance(prefix, order, hi)
+        spans = _balance(prefix, order, hi, profile)
         if spans is None:
             continue
         priced.append(_price(profile, order, spans, index, limits))
@@ -234,9 +264,13 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         from .cost import PlanError
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
                         f"(a layer no order can place; the optimal planner may still find one)")
-    for path in interleaved(Rest(profile, names, groups), len(names), max_stages):
-        priced.append(evaluate(profile, stages_from_path(groups, path), "heuristic", check=False,
-                               index=index, **limits))
+    # the beam prices with one PE set's contention factors; without contention that is one
+    # pass, with it one per set (`pe_sets`), since the best plan may leave a contending PE idle
+    for subset in pe_sets(profile, names):
+        sub_groups = [g for g in groups if set(g) <= set(subset)]
+        for path in interleaved(Rest(profile, subset, sub_groups), len(subset), max_stages):
+            priced.append(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
+                                   check=False, index=index, **limits))
     priced.sort(key=lambda p: p.key())
     best = None
     for plan in priced[:REFINE_TOP]:

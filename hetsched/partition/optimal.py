@@ -44,7 +44,7 @@ import numpy as np
 from ..profile import Profile
 from . import completion, pareto, stategraph
 from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
-from .groups import allowed_pes, check_feasible, stage_groups, stages_from_path
+from .groups import allowed_pes, check_feasible, pe_sets, stage_groups, stages_from_path
 
 _TIE = 1e-9
 DEFAULT_TIME_LIMIT_S = 10.0
@@ -68,52 +68,125 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     """The optimal plan. `upper_bound` (ms) prunes the search and must be the bottleneck of a
     feasible plan or more; by default the heuristic's and a beam search's plans provide it. Past
     `time_limit_s` the search gives up with `OptimumUnproven` (it never returns a plan it has not
-    proven optimal)."""
+    proven optimal).
+
+    Contention makes the cost depend on the set of PEs a plan uses, so the search runs once per
+    set of `groups.pe_sets` (2^c for c PEs that contention involves; once without contention),
+    each priced with that set's factors, cheapest lower bound first; a set whose bound exceeds
+    the best plan found so far is refuted without a search. Each set's winner is re-priced by
+    `cost.evaluate` and the best under the contract's order is returned."""
     if dla_fallback:
         raise PlanError("the optimal planner prices the contract's strict plans only; "
                         "--dla-fallback plans come from the heuristic and the baselines")
     t0 = time.perf_counter()
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
-    groups = stage_groups(profile, names, replication)
     clock = _Clock(None if time_limit_s is None else t0 + time_limit_s, len(profile.layers))
-    graph = stategraph.build(profile, names, groups,
-                             lambda i: clock.check(f"building the state graph at layer {i}"))
-    weights = completion.search_weights(
-        completion.Rest(profile, names, groups), len(names), max_stages,
-        deadline_check=lambda r: clock.check("weighing the bound"))
-    to_go = completion.to_go(graph, weights, max_stages,
-                             lambda i: clock.check(f"bounding the rest at layer {i}"))
-    root = float(to_go[0][:, 0, 0].max())
-    if not np.isfinite(root):
+    given = upper_bound is not None
+    incumbent = upper_bound if given else _heuristic_bound(profile, names, replication, max_stages)
+    problems = []
+    for subset in pe_sets(profile, names):
+        try:
+            check_feasible(profile, subset)
+        except PlanError:
+            continue
+        groups = stage_groups(profile, subset, replication)
+        rest = completion.Rest(profile, subset, groups)
+        weights = completion.search_weights(
+            rest, len(subset), max_stages, deadline_check=lambda r: clock.check("weighing the bound"))
+        lower = max(float(rest.root(rest.weighted(weights, max_stages), weights).max()), rest.floor)
+        if np.isfinite(lower):
+            problems.append((lower, subset, groups, weights))
+    if not problems:
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
-    clock.proven = root
-    sweep = _Sweep(graph, weights, to_go, max_stages, clock)
-
-    given = upper_bound is not None
-    if not given:
-        upper_bound = _known_plan(profile, names, replication, max_stages, sweep, clock)
-    clock.upper_bound = upper_bound
-    found = _phase1(sweep, clock, root, upper_bound)
-    if found is None:
+    problems.sort(key=lambda x: x[0])
+    proven = {k: lower for k, (lower, *_rest) in enumerate(problems)}   # per set, what it proved
+    best: Plan | None = None
+    for k, (lower, subset, groups, weights) in enumerate(problems):
+        if lower > incumbent * (1 + 2 * _TIE) + 1e-12:
+            proven[k] = incumbent      # refuted: nothing there beats the incumbent
+            continue
+        try:
+            found = _solve_set(profile, subset, groups, weights, max_stages, clock, incumbent,
+                               not given and best is None, len(problems) - k)
+        except OptimumUnproven as e:
+            proven[k] = e.lower_bound_ms
+            lb = min(min(proven.values()), incumbent)
+            raise OptimumUnproven(str(e).rsplit("proven:", 1)[0] + f"proven: optimum >= {lb:.4f} ms"
+                                  if "proven:" in str(e) else str(e), lb) from None
+        if found is None:
+            proven[k] = incumbent
+            continue
+        plan = evaluate(profile, found, "optimal", pes=names, max_stages=max_stages,
+                        replication=replication)
+        proven[k] = plan.bottleneck_ms
+        if better(plan, best):
+            best = plan
+        incumbent = min(incumbent, plan.bottleneck_ms)
+    if best is None:
         if given:
             raise PlanError(f"no plan has a bottleneck at or below the given upper bound "
                             f"({upper_bound:.4f} ms)")
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
+    best.solve_ms = (time.perf_counter() - t0) * 1e3
+    return best
+
+
+def _heuristic_bound(profile, names, replication, max_stages) -> float:
+    from .heuristic import solve as heuristic
+    try:
+        return heuristic(profile, pes=names, replication=replication,
+                         max_stages=max_stages).bottleneck_ms
+    except PlanError:
+        return np.inf
+
+
+def _solve_set(profile, names, groups, weights, max_stages, clock, upper: float, search_first: bool,
+               sets_left: int) -> list[Stage] | None:
+    """The best plan over the PE set `names` (priced with its contention factors) whose
+    bottleneck is at most `upper`, or None. `search_first`: look for a better first plan with
+    the beam, spending at most an eighth of the time left shared over the `sets_left` sets."""
+    graph = stategraph.build(profile, names, groups,
+                             lambda i: clock.check(f"building the state graph at layer {i}"))
+    to_go = completion.to_go(graph, weights, max_stages,
+                             lambda i: clock.check(f"bounding the rest at layer {i}"))
+    start, floor = completion.start_load(profile, names)
+    root = max(float((to_go[0][:, 0, 0] + weights @ start[:-1]).max()), floor)
+    if not np.isfinite(root) or root > upper * (1 + 2 * _TIE) + 1e-12:
+        return None
+    saved = clock.proven, clock.upper_bound, clock.phase2
+    clock.proven, clock.upper_bound, clock.phase2 = root, upper, False
+    sweep = _Sweep(graph, weights, to_go, max_stages, clock, start, floor)
+    if search_first or not np.isfinite(upper):
+        upper = min(upper, _beam_plan(profile, sweep, clock, upper, sets_left))
+        clock.upper_bound = upper
+    found = _phase1(sweep, clock, root, upper)
+    if found is None:
+        clock.proven, clock.upper_bound, clock.phase2 = saved
+        return None
     first = evaluate(profile, found, "optimal", check=False)
+    b_set = _set_price(sweep, first)
     # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above
-    clock.proven = clock.upper_bound = first.bottleneck_ms
+    clock.proven = clock.upper_bound = b_set
     clock.phase2 = True
     latency_to_go = completion.latency_to_go(
         graph, max_stages, lambda i: clock.check(f"bounding latency at layer {i}"))
-    stages = sweep.run(first.bottleneck_ms * (1 + 2 * _TIE) + 1e-12,
-                       latency=(latency_to_go, first.latency_ms * (1 + 2 * _TIE) + 1e-12)) or found
-    plan = evaluate(profile, stages, "optimal", pes=names, max_stages=max_stages,
-                    replication=replication)
-    plan.solve_ms = (time.perf_counter() - t0) * 1e3
-    return plan
+    lat = _set_latency(sweep, first)
+    stages = sweep.run(b_set * (1 + 2 * _TIE) + 1e-12,
+                       latency=(latency_to_go, lat * (1 + 2 * _TIE) + 1e-12)) or found
+    clock.proven, clock.upper_bound, clock.phase2 = saved
+    return stages
+
+
+def _set_price(sweep: "_Sweep", plan: Plan) -> float:
+    """A plan's bottleneck priced with the set's factors (what the sweep's bound compares)."""
+    return max(sweep.price(plan.stages)[0], sweep.floor)
+
+
+def _set_latency(sweep: "_Sweep", plan: Plan) -> float:
+    return sweep.price(plan.stages)[1]
 
 
 def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float) -> list[Stage] | None:
@@ -132,25 +205,20 @@ def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float) -> lis
     return None
 
 
-def _known_plan(profile, names, replication, max_stages, sweep, clock) -> float:
-    """The lower bottleneck of the heuristic's plan and beam searches' (inf if none finds one).
-    The beam widens four-fold while the next width is expected to fit an eighth of the time
-    that was left when it started (a sweep's cost is about linear in the width)."""
-    from .heuristic import solve as heuristic
-    best = np.inf
-    try:
-        best = heuristic(profile, pes=names, replication=replication,
-                         max_stages=max_stages).bottleneck_ms
-    except PlanError:
-        pass
-    budget = None if clock.deadline is None else (clock.deadline - time.perf_counter()) / 8
+def _beam_plan(profile, sweep, clock, best: float, sets_left: int) -> float:
+    """The lowest bottleneck the beam finds at most `best` (inf if none). The beam widens
+    four-fold while the next width is expected to fit its share of the time (an eighth of what
+    is left, over the sets still to search; a sweep's cost is about linear in the width)."""
+    budget = None if clock.deadline is None else \
+        (clock.deadline - time.perf_counter()) / (8 * max(1, sets_left))
     spent, width = 0.0, BEAM_WIDTH
     while width <= MAX_BEAM_WIDTH:
         start = time.perf_counter()
         beam_clock = _Clock(None if budget is None else start + budget - spent, clock.n)
         try:
             stages = _Sweep(sweep.graph, sweep.weights, sweep.to_go, sweep.max_stages,
-                            beam_clock).run(best * (1 + 2 * _TIE) + 1e-12, beam=width)
+                            beam_clock, sweep.start, sweep.floor).run(
+                best * (1 + 2 * _TIE) + 1e-12, beam=width)
         except OptimumUnproven:
             break
         if stages is not None:
@@ -192,13 +260,29 @@ class _Sweep:
     """One pass over the layers keeping, per state, the partial plans that may still win."""
 
     def __init__(self, graph: stategraph.StateGraph, weights: np.ndarray, to_go, max_stages: int,
-                 clock: _Clock):
+                 clock: _Clock, start: np.ndarray, floor: float):
         self.graph = graph
         self.weights = weights
         self.to_go = to_go
         self.max_stages = max_stages
         self.clock = clock
         self.npe = len(graph.names)
+        self.start = start      # every plan's starting label: the host's work
+        self.floor = floor      # and its floor, where the host is not a PE of this set
+
+    def price(self, stages: list[Stage]) -> tuple[float, float]:
+        """(largest load, latency) of a plan over this set, priced with the set's factors: the
+        sum of the graph's arcs along its path."""
+        group_of = {g: h for h, g in enumerate(self.graph.groups)}
+        path = [group_of[s.pes] for s in stages for _ in range(s.first, s.last + 1)]
+        total = self.start.copy()
+        u = 0
+        for i, step in enumerate(self.graph.steps):
+            lo, hi = np.searchsorted(step.src, [u, u + 1])
+            arc = lo + int(np.flatnonzero(step.group[lo:hi] == path[i])[0])
+            total += step.inc[arc]
+            u = int(step.dst[arc])
+        return float(total[:self.npe].max()), float(total[-1])
 
     def _bound(self, loads: np.ndarray, states: np.ndarray, stages: np.ndarray, i: int) -> np.ndarray:
         """Per row, the Lagrangian bound on the bottleneck of any completion (>= its max load)."""
@@ -208,7 +292,7 @@ class _Sweep:
             part = loads[a:a + _CHUNK]
             rest = V[:, states[a:a + _CHUNK], stages[a:a + _CHUNK]].T
             lag = (part @ self.weights.T + rest).max(axis=1)
-            out[a:a + _CHUNK] = np.maximum(lag, part.max(axis=1))
+            out[a:a + _CHUNK] = np.maximum(np.maximum(lag, part.max(axis=1)), self.floor)
         return out
 
     def run(self, bound: float, latency=None, beam: int | None = None) -> list[Stage] | None:
@@ -219,6 +303,9 @@ class _Sweep:
         width = npe + (1 if latency is not None else 0)
         cols = list(range(npe)) + ([npe] if latency is not None else [])
         labels = np.zeros((1, width + 1))
+        labels[0, :npe] = self.start[:npe]
+        if latency is not None:
+            labels[0, npe] = self.start[-1]
         where = np.zeros(1, dtype=np.int64)   # state of each label, ascending
         history = []
         for i, step in enumerate(graph.steps):
@@ -286,7 +373,7 @@ class _Sweep:
 
     def _best(self, labels, where, history, with_latency) -> list[Stage] | None:
         npe = self.npe
-        tops = labels[:, :npe].max(axis=1)
+        tops = np.maximum(labels[:, :npe].max(axis=1), self.floor)
         counts = labels[:, -1]
         best, at = None, None
         for r in np.argsort(tops, kind="stable")[: (len(tops) if with_latency else 1)]:

@@ -2,18 +2,26 @@
 
 A plan assigns every layer, in order, to a PE group; what one more layer adds to each PE's load
 depends only on the group of the stage that is open, the group it runs on, and, for each live
-activation tensor (produced and still to be read), the first PE of the group that produced it and
-whether the open stage has already paid to receive it. That triple
+activation tensor (produced and still to be read), the group that produced it (a replicated
+consumer's members read from the producer members of their own frames, contract section 4's
+S(r), so the whole group matters, not its first PE) and whether the open stage has already paid
+to receive it. That triple
 
-    (group of the open stage, ((source PE, received?) per live tensor), stages so far)
+    (group of the open stage, ((source group, received?) per live tensor), stages so far)
 
 is a state; the stage count is left to the searches (an arc either extends the open stage or
 opens one), which keeps the graph a ninth of the size at the default limit of 8 stages. `build`
 enumerates the states reachable before each layer and the arcs between them, each carrying the
 per-PE load it adds (a member of a group of k carries 1/k of its time) and the time of the
-group's first PE (what the contract's latency sums). A path from the root to the last layer
-with at most `max_stages` openings is a plan, and its summed arcs are exactly
-`cost.evaluate`'s loads and latency.
+group's first PE with frame 0's sources (what the contract's latency sums).
+
+The contention factor multiplies a PE's work by a figure that depends on the set U of PEs the
+whole plan uses, which no arc can know; `build` takes the factors of one PE set and the planners
+solve once per set that changes them (`optimal`). The stage overhead is paid on the arcs that
+open a stage, and the host's work outside every stage is the planners' starting load. A path
+from the root to the last layer with at most `max_stages` openings is then a plan whose PEs lie
+in the set, and its summed arcs are exactly `cost.evaluate`'s loads and latency for plans that
+use the whole set (and no less than them for plans that use part of it: contention is >= 0).
 
 Detection networks keep 1-4 tensors live, so a layer has tens to hundreds of states.
 """
@@ -25,9 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..profile import Profile
+from .cost import sources
 from .groups import runnable
 
 State = tuple  # (group index or -1 before the first layer, ctx)
+HOST = -1      # a live tensor's source group: a graph input comes from the host
 
 
 @dataclass
@@ -82,8 +92,30 @@ def live_tensors(profile: Profile) -> list[tuple[str, ...]]:
     return live
 
 
+def mean_in(xfer, src: tuple[str, ...], p: str, k: int, r: int, t: str) -> float:
+    """Member r (PE p) of a group of k: the mean transfer of tensor t over S(r) of `src`."""
+    members = sources(len(src), k, r)
+    return sum(xfer(src[m], p, t) for m in members) / len(members)
+
+
+def pricing(profile: Profile, names: list[str], groups: list[tuple[str, ...]]):
+    """Per PE of `names`, the contention factor when the plan uses every PE of `names`, and per
+    group, its members' stage overhead spread over the group (each carries 1/k) with the first
+    member's whole overhead last (the latency column)."""
+    used = set(names)
+    factor = np.array([profile.factor(p, used) for p in names])
+    idx = {p: k for k, p in enumerate(names)}
+    over = np.zeros((len(groups), len(names) + 1))
+    for h, group in enumerate(groups):
+        for p in group:
+            over[h, idx[p]] = profile.overhead_ms(p) / len(group)
+        over[h, -1] = profile.overhead_ms(group[0])
+    return factor, over
+
+
 def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
           deadline_check=None) -> StateGraph:
+    """The state graph of plans over `names`, priced with the contention factors of that set."""
     layers = profile.layers
     npe = len(names)
     idx = {p: k for k, p in enumerate(names)}
@@ -91,8 +123,13 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
     host = profile.host
     live = live_tensors(profile)
     xfer = cached_transfers(profile)
+    factor, over = pricing(profile, names, groups)
+    first_factor = [factor[idx[g[0]]] for g in groups]
 
-    states: list[list[State]] = [[(-1, tuple((host, False) for _ in live[0]))]]
+    def group_of(source: int) -> tuple[str, ...]:
+        return (host,) if source == HOST else groups[source]
+
+    states: list[list[State]] = [[(-1, tuple((HOST, False) for _ in live[0]))]]
     steps: list[Step] = []
     for i, layer in enumerate(layers):
         if deadline_check is not None:
@@ -106,23 +143,28 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
             if runnable(profile, group, i):
                 own[h] = [layer.cost_ms[p] + sum(xfer(p, host, t) for t in outs_here) for p in group]
 
-        def move(ctx, h):
+        def move(ctx, h, opening):
             """(row, next ctx) for running the layer on group h with live-tensor context ctx."""
             group = groups[h]
+            k = len(group)
             row = np.zeros(npe + 1)
             for m, p in enumerate(group):
                 c = own[h][m]
                 for q in ins:
                     source, have = ctx[q]
                     if not have:
-                        c += xfer(source, p, live[i][q])
-                row[idx[p]] += c / len(group)
-                if m == 0:
-                    row[npe] = c
+                        c += mean_in(xfer, group_of(source), p, k, m, live[i][q])
+                row[idx[p]] += c * factor[idx[p]] / k
+            # the latency column: the first member, with frame 0's producer (a group's first)
+            c0 = own[h][0] + sum(xfer(group_of(ctx[q][0])[0], group[0], live[i][q])
+                                 for q in ins if not ctx[q][1])
+            row[npe] = c0 * first_factor[h]
+            if opening:
+                row += over[h]
             new_ctx = list(ctx)
             for q in ins:
                 new_ctx[q] = (new_ctx[q][0], True)
-            return row, tuple(new_ctx[q] if q is not None else (group[0], True) for q in carry)
+            return row, tuple(new_ctx[q] if q is not None else (h, True) for q in carry)
 
         opened: dict = {}   # an opening depends on the context only, not on the group left
         index: dict[State, int] = {}
@@ -131,13 +173,13 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
             fresh = None
             for h in own:
                 if h == g:
-                    row, ctx2 = move(ctx, h)
+                    row, ctx2 = move(ctx, h, False)
                 else:
                     if fresh is None:
                         fresh = tuple((p, False) for p, _ in ctx)
                     hit = opened.get((fresh, h))
                     if hit is None:
-                        hit = opened[(fresh, h)] = move(fresh, h)
+                        hit = opened[(fresh, h)] = move(fresh, h, True)
                     row, ctx2 = hit
                 v = index.setdefault((h, ctx2), len(index))
                 src.append(u)
