@@ -151,7 +151,8 @@ def cmd_plan(args) -> int:
         good = {m: p for m, p in plans.items() if not isinstance(p, str)}
         if not good:
             raise PlanError("every method failed: " + "; ".join(f"{m}: {e}" for m, e in plans.items()))
-        doc = {m: (p.to_dict() if m in good else {"error": p}) for m, p in plans.items()}
+        doc = {m: ({**p.to_dict(), **_terms_key(prof, p)} if m in good else {"error": p})
+               for m, p in plans.items()}
         if bound is not None:
             doc["optimal"]["lower_bound_ms"] = bound
         shown = min(good.values(), key=lambda p: p.key())
@@ -160,7 +161,7 @@ def cmd_plan(args) -> int:
     else:
         extra = {"time_limit_s": args.time_limit} if args.method == "optimal" else {}
         shown = make_plan(prof, args.method, **opts, **extra)
-        doc = shown.to_dict()
+        doc = {**shown.to_dict(), **_terms_key(prof, shown)}
         text = format_plan(prof, shown)
     out = json.dumps(doc, indent=1)
     if args.output:
@@ -185,8 +186,36 @@ def cmd_simulate(args) -> int:
         from .plots import timeline
         timeline(res.events, args.plot, f"{prof.model.name}: simulated {plan.method} plan "
                                         f"({res.steady_fps:.1f} fps steady)")
-    print(json.dumps(res.to_dict(), indent=1) if args.json else res.format())
+    if args.json:
+        doc = res.to_dict()
+        doc["plan"] = plan.to_dict()
+        doc["terms"] = plan_terms(prof, plan)
+        print(json.dumps(doc, indent=1))
+    else:
+        from .partition.report import format_plan
+        print(format_plan(prof, plan) + "\n\n" + res.format())
     return 0
+
+
+def _terms_key(prof, plan) -> dict:
+    terms = plan_terms(prof, plan)
+    return {"terms": terms} if terms else {}
+
+
+def plan_terms(prof, plan) -> dict:
+    """The version-2 terms that are non-zero for this plan: host work, stage overhead per PE, and
+    the contention factor of each PE the plan uses."""
+    used = {p for s in plan.stages for p in s.pes}
+    out = {}
+    if prof.host_ms:
+        out["host_ms"] = {prof.host: prof.host_ms}
+    over = {p: prof.overhead_ms(p) for p in prof.pes if p in used and prof.overhead_ms(p)}
+    if over:
+        out["stage_overhead_ms"] = over
+    factor = {p: prof.factor(p, used) for p in prof.pes if p in used and prof.factor(p, used) != 1.0}
+    if factor:
+        out["factor"] = factor
+    return out
 
 
 def cmd_devices(args) -> int:

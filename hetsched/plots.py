@@ -59,13 +59,17 @@ def plan(profile, plan_, path) -> None:
                    f"({plan_.throughput_fps:.1f} fps)")
     left.invert_yaxis()
     row = {pe: k for k, pe in enumerate(pes)}  # numeric rows: categorical ones follow draw order
-    start = 0.0
+    # frame 0 through an empty pipeline, as the contract's latency: the host's work first
+    start = profile.host_ms
+    if start:
+        right.barh(row[profile.host], start, left=0.0, color="lightgrey", edgecolor="black")
+        right.text(start / 2, row[profile.host], "host", ha="center", va="center", fontsize=8)
     for j, (stage, cost) in enumerate(zip(plan_.stages, plan_.stage_costs)):
         for pe in stage.pes:
             right.barh(row[pe], cost.time_ms(pe), left=start, color=f"C{j % 10}", edgecolor="black")
             right.text(start + cost.time_ms(pe) / 2, row[pe], str(j), ha="center", va="center",
                        fontsize=8)
-        start += cost.time_ms(stage.pes[0])
+        start += cost.first_ms()
     right.set_yticks(range(len(pes)))
     right.set_yticklabels(pes)
     right.set_ylim(len(pes) - 0.5, -0.5)

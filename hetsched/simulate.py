@@ -4,10 +4,13 @@ The same shape as `runtime/pipeline.py`: a source that reads ahead into a bounde
 pre-processing threads, one worker per PE of each stage (a replicated stage's members take frames
 round robin by sequence number, each through its own bounded input queue), a pool of
 post-processing threads, and a sink that releases frames in order. A worker holds its PE for the
-stage time the contract charges (`cost.evaluate`: compute + transfers in and out); a PE that
-serves several stages runs one frame at a time (first come, first served); a worker whose output
-queue is full waits, holding its frame but not its PE. Everything is deterministic: ties are
-broken by the order events were scheduled.
+stage time the contract charges for that frame (`cost.StageCost.frame_ms`: compute and transfers
+from the producer member that made the frame, times the contention factor, plus the stage
+overhead); a PE that serves several stages runs one frame at a time (first come, first served);
+a worker whose output queue is full waits, holding its frame but not its PE. The host's work
+outside every stage (`host_ms`: reading, decoding, the sink) holds the host PE for each frame
+before the source hands it on, so it competes with any stage the host serves. Everything is
+deterministic: ties are broken by the order events were scheduled.
 
 On a chain in steady state the throughput equals the contract's bound; what the bound ignores
 shows up here: start-up (the first frame's latency), queueing latency when the source reads
@@ -211,6 +214,9 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
     q_post = _Queue("post", buffers, len(stages[-1].pes))
     q_sink = _Queue("sink", buffers, post_threads)
     locks = {pe: _Lock() for s in stages for pe in s.pes}
+    host = profile.host
+    if profile.host_ms:
+        locks.setdefault(host, _Lock())
     busy = {pe: 0.0 for pe in locks}
     read = [0.0] * frames
     done = [0.0] * frames
@@ -220,6 +226,11 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
     def source():
         for i in range(frames):
             read[i] = sim.now
+            if profile.host_ms:
+                yield _Acquire(locks[host])
+                yield _Hold(profile.host_ms)
+                busy[host] += profile.host_ms
+                yield _Release(locks[host])
             yield _Put(q_src, i)
         yield _Put(q_src, _EOS)
 
@@ -236,7 +247,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             yield _Put(q, _EOS)
 
     def worker(j, m, pe):
-        t = priced.stage_costs[j].time_ms(pe)
+        cost = priced.stage_costs[j]
         outs = q_stage[j + 1] if j + 1 < len(stages) else [q_post]
         while True:
             f = yield _Get(q_stage[j][m])
@@ -244,6 +255,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
                 break
             yield _Acquire(locks[pe])
             t0 = sim.now
+            t = cost.frame_ms(profile, f)
             yield _Hold(t)
             busy[pe] += t
             if len(events) < record:

@@ -42,3 +42,22 @@ def run_chain(submodels, feeds):
 
 def images(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _example_profile(shared, name):
+    import json
+
+    from hetsched import profile
+    return profile.from_dict(json.loads((shared / "design" / name).read_text()))
+
+
+@pytest.fixture
+def example(shared_dir):
+    """The contract's section-5 example (version-1 terms), as a Profile."""
+    return _example_profile(shared_dir, "example-profile.json")
+
+
+@pytest.fixture
+def example_v2(shared_dir):
+    """The contract's section-6 example (version-2 terms), as a Profile."""
+    return _example_profile(shared_dir, "example-profile-v2.json")

@@ -80,7 +80,8 @@ def compositions(n):
         yield [(edges[k], edges[k + 1] - 1) for k in range(len(edges) - 1)]
 
 
-def brute_force(prof, pes=None, replication=True, max_stages=8):
+def brute_force(prof, pes=None, replication=True, max_stages=8, exact_set=False):
+    """The best plan by enumeration (`exact_set`: among plans that use every PE of `pes`)."""
     pes = pes or list(prof.pes)
     groups = stage_groups(prof, pes, replication)
     best = None
@@ -91,6 +92,8 @@ def brute_force(prof, pes=None, replication=True, max_stages=8):
                    for a, b in spans]
         for seq in product(*options):
             if any(set(seq[k]) == set(seq[k + 1]) for k in range(len(seq) - 1)):
+                continue
+            if exact_set and {p for g in seq for p in g} != set(pes):
                 continue
             stages = [Stage(g, a, b) for g, (a, b) in zip(seq, spans)]
             plan = evaluate(prof, stages, "brute", pes=pes, replication=replication,

@@ -9,12 +9,7 @@ from hetsched import profile
 from hetsched.partition.cost import PlanError, Stage, evaluate
 from hetsched.partition.optimal import solve
 
-from partition_helpers import brute_force, close, instances
-
-
-@pytest.fixture
-def example(shared_dir):
-    return profile.from_dict(json.loads((shared_dir / "design" / "example-profile.json").read_text()))
+from partition_helpers import brute_force, close, instances, instances_v2
 
 
 def test_worked_example_by_hand(example):
@@ -31,6 +26,98 @@ def test_worked_example_by_hand(example):
     assert best.bottleneck_ms == pytest.approx(4.1) and best.latency_ms == pytest.approx(13.3)
     assert [(s.pes, s.first, s.last) for s in best.stages] == [
         (("cpu0",), 0, 0), (("dla0", "dla1"), 1, 1), (("gpu",), 2, 3), (("cpu0",), 4, 4)]
+
+
+def _stages(*spec):
+    return [Stage(tuple(pes.split("+")), a, b) for pes, a, b in spec]
+
+
+def test_worked_example_v2_by_hand(example_v2):
+    """Contract section 6, every figure."""
+    a = evaluate(example_v2, _stages(("cpu0", 0, 0), ("dla0+dla1", 1, 2), ("gpu", 3, 3), ("cpu0", 4, 4)))
+    c = a.stage_costs
+    assert c[0].time_ms("cpu0") == pytest.approx(2.05)
+    assert c[1].time_ms("dla0") == pytest.approx(13.52) and c[1].factor["dla0"] == pytest.approx(1.2)
+    assert c[2].time_ms("gpu") == pytest.approx(2.14)
+    assert c[3].time_ms("cpu0") == pytest.approx(2.15)
+    assert a.pe_load_ms["cpu0"] == pytest.approx(4.5) and a.pe_load_ms["dla1"] == pytest.approx(6.76)
+    assert a.bottleneck_ms == pytest.approx(6.76) and a.latency_ms == pytest.approx(20.16)
+    # version 1's optimum and the GPU-only plan under version 2
+    v1 = evaluate(example_v2, _stages(("cpu0", 0, 0), ("dla0+dla1", 1, 1), ("gpu", 2, 3), ("cpu0", 4, 4)))
+    assert v1.bottleneck_ms == pytest.approx(4.5) and v1.pe_load_ms["cpu0"] == pytest.approx(4.5)
+    gpu = evaluate(example_v2, _stages(("cpu0", 0, 0), ("gpu", 1, 3), ("cpu0", 4, 4)))
+    assert gpu.bottleneck_ms == pytest.approx(5.7) and gpu.latency_ms == pytest.approx(10.2)
+    # the v2 optimum: per-member sources pair the two groups of two member with member
+    o = evaluate(example_v2, _stages(("cpu0+cpu1", 0, 0), ("dla0+dla1", 1, 1), ("gpu", 2, 2),
+                                     ("cpu0+cpu1", 3, 4)))
+    c = o.stage_costs
+    assert (c[0].time_ms("cpu0"), c[0].time_ms("cpu1")) == pytest.approx((2.05, 2.65))
+    assert c[1].in_ms["dla0"] == pytest.approx(1.1) and c[1].time_ms("dla1") == pytest.approx(7.52)
+    assert c[2].time_ms("gpu") == pytest.approx(3.22)
+    assert (c[3].time_ms("cpu0"), c[3].time_ms("cpu1")) == pytest.approx((3.75, 3.8505))
+    assert o.pe_load_ms == pytest.approx({"cpu0": 3.2, "cpu1": 3.25025, "gpu": 3.22, "dla0": 3.76,
+                                          "dla1": 3.76})
+    assert o.bottleneck_ms == pytest.approx(3.76) and o.latency_ms == pytest.approx(16.84)
+    best = solve(example_v2)
+    assert best.bottleneck_ms == pytest.approx(3.76) and best.latency_ms == pytest.approx(16.84)
+    assert best.stages == o.stages
+    # "several plans tie at 3.76 ms; the next lowest latency among them is 17.49 ms"
+    ties = sorted(p.latency_ms for p in _all_plans(example_v2) if close(p.bottleneck_ms, 3.76))
+    assert ties[0] == pytest.approx(16.84) and ties[1] == pytest.approx(17.49)
+
+
+def _all_plans(prof):
+    from itertools import product
+
+    from hetsched.partition.groups import runnable, stage_groups
+
+    from partition_helpers import compositions
+    groups = stage_groups(prof, list(prof.pes), True)
+    for spans in compositions(len(prof.layers)):
+        options = [[g for g in groups if all(runnable(prof, g, i) for i in range(a, b + 1))]
+                   for a, b in spans]
+        for seq in product(*options):
+            if all(set(seq[k]) != set(seq[k + 1]) for k in range(len(seq) - 1)):
+                yield evaluate(prof, [Stage(g, a, b) for g, (a, b) in zip(seq, spans)], check=False)
+
+
+def test_v1_example_keeps_its_figures_under_v2(example):
+    """A version-1 profile read as version 2: section 5's figures hold unchanged."""
+    assert solve(example).key() == pytest.approx((4.1, 13.3, 4))
+
+
+@pytest.mark.parametrize("case", range(220))
+def test_v2_optimum_equals_brute_force(case):
+    """Random v2 profiles over two CPU cores and two DLAs (a GPU in some): pair-specific and
+    same-PE transfers, overheads, host work and contention, replication on and off."""
+    prof, replication, max_stages = INSTANCES_V2[case]
+    want = brute_force(prof, replication=replication, max_stages=max_stages)
+    if want is None:
+        with pytest.raises(PlanError):
+            solve(prof, replication=replication, max_stages=max_stages)
+        return
+    got = solve(prof, replication=replication, max_stages=max_stages)
+    assert close(got.bottleneck_ms, want.bottleneck_ms), (got.to_dict(), want.to_dict())
+    assert close(got.latency_ms, want.latency_ms), (got.to_dict(), want.to_dict())
+    assert len(got.stages) == len(want.stages)
+
+
+INSTANCES_V2 = instances_v2(220, seed=2027)
+
+
+def test_v2_instances_exercise_every_term():
+    """The random set is not degenerate: replication of both kinds is optimal somewhere, and
+    the optimum of some instances leaves a contending PE idle."""
+    kinds, idle = set(), 0
+    for prof, replication, max_stages in INSTANCES_V2[:80]:
+        try:
+            best = solve(prof, replication=replication, max_stages=max_stages)
+        except PlanError:
+            continue
+        kinds |= {prof.pes[s.pes[0]].kind for s in best.stages if len(s.pes) > 1}
+        used = {p for s in best.stages for p in s.pes}
+        idle += bool(set(prof.contended()) - used)
+    assert kinds == {"cpu", "dla"} and idle > 5
 
 
 @pytest.mark.parametrize("case", range(260))
@@ -112,6 +199,25 @@ def test_lower_bound_at_a_time_out_never_exceeds_the_optimum(case, monkeypatch):
             assert "proven" in str(e)
         else:
             break   # the search finished within `limit` readings: every stop point was tried
+
+
+@pytest.mark.parametrize("case", range(0, 220, 45))
+def test_v2_lower_bound_at_a_time_out_never_exceeds_the_optimum(case, monkeypatch):
+    """The same with contention: the bound combines what each PE set's search proved."""
+    from hetsched.partition import optimal
+    prof, replication, max_stages = INSTANCES_V2[case]
+    want = brute_force(prof, replication=replication, max_stages=max_stages)
+    if want is None:
+        return
+    for limit in range(1, 400, 9):
+        ticks = iter(range(10**6))
+        monkeypatch.setattr(optimal.time, "perf_counter", lambda: float(next(ticks)))
+        try:
+            solve(prof, replication=replication, max_stages=max_stages, time_limit_s=limit - 0.5)
+        except optimal.OptimumUnproven as e:
+            assert e.lower_bound_ms <= want.bottleneck_ms * (1 + 1e-9) + 1e-12, (limit, e)
+        else:
+            break
 
 
 def test_an_upper_bound_below_the_optimum_is_named(example):

@@ -13,7 +13,13 @@ from hetsched.models.zoo import build_zoo
 
 @pytest.fixture
 def example(shared_dir):
+    """The raw JSON (these tests break it on purpose)."""
     return json.loads((shared_dir / "design" / "example-profile.json").read_text())
+
+
+@pytest.fixture
+def example_v2(shared_dir):
+    return json.loads((shared_dir / "design" / "example-profile-v2.json").read_text())
 
 
 def test_worked_example_loads(example):
@@ -57,6 +63,18 @@ CASES = [
     (lambda d: d["transfer"].pop("default"), "no 'default'"),
     (lambda d: d["transfer"].update({"cpu0->tpu": {"latency_ms": 0, "ms_per_mb": 0}}), "cpu0->tpu"),
     (lambda d: d["tensors"]["a"].pop("bytes"), "missing field 'bytes'"),
+    (lambda d: d.update(stage_overhead_ms={"gpu": -0.1}), r"stage_overhead_ms.gpu is negative"),
+    (lambda d: d.update(stage_overhead_ms={"npu": 0.1}), "stage_overhead_ms names 'npu'"),
+    (lambda d: d.update(stage_overhead_ms=[0.1]), "'stage_overhead_ms' must be an object"),
+    (lambda d: d.update(host_ms=-1), "host_ms is negative"),
+    (lambda d: d.update(host_ms="slow"), "host_ms must be a number"),
+    (lambda d: d.update(contention={"gpu": {"tpu": 0.1}}), r"contention.gpu names 'tpu'"),
+    (lambda d: d.update(contention={"tpu": {"gpu": 0.1}}), "contention names 'tpu'"),
+    (lambda d: d.update(contention={"gpu": {"dla0": -0.2}}), r"contention.gpu.dla0 is negative"),
+    (lambda d: d.update(contention={"gpu": {"gpu": 0.2}}), "does not contend with itself"),
+    (lambda d: d.update(contention={"gpu": 0.2}), r"contention.gpu must be an object"),
+    (lambda d: d.update(engine="ort"), "'engine' must be an object"),
+    (lambda d: d["transfer"].update({"npu->npu": {"latency_ms": 0, "ms_per_mb": 0}}), "npu->npu"),
 ]
 
 
@@ -65,6 +83,42 @@ def test_defects_get_one_line(example, mutate, match):
     with pytest.raises(ProfileError, match=match) as e:
         profile.from_dict(_broken(example, mutate), "p.json")
     assert "\n" not in str(e.value) and str(e.value).startswith("p.json: ")
+
+
+def test_version_2_example_loads(example_v2):
+    p = profile.from_dict(example_v2)
+    assert p.host_ms == 0.3 and p.overhead_ms("dla1") == 0.2 and p.engine["backend"] == "example"
+    # section 6: the GPU slows by 0.1 per busy DLA, each DLA by 0.2 beside the GPU
+    assert p.factor("gpu", {"gpu", "dla0", "dla1", "cpu0"}) == pytest.approx(1.2)
+    assert p.factor("gpu", {"gpu", "dla1"}) == pytest.approx(1.1)
+    assert p.factor("dla0", {"dla0", "dla1"}) == 1.0 and p.factor("cpu0", set(p.pes)) == 1.0
+    assert p.contended() == ["gpu", "dla0", "dla1"]
+
+
+def test_version_1_reads_with_the_new_terms_at_their_defaults(example):
+    p = profile.from_dict(example)
+    assert p.host_ms == 0.0 and p.stage_overhead_ms == {} and p.contention == {}
+    assert p.engine == {} and p.contended() == []
+    assert all(p.overhead_ms(pe) == 0.0 and p.factor(pe, set(p.pes)) == 1.0 for pe in p.pes)
+    d = p.to_dict()
+    assert d["schema"] == "hetsched.profile/2" and profile.from_dict(d).to_dict() == d
+
+
+def test_version_2_round_trip(tmp_path, example_v2):
+    p = profile.from_dict(example_v2)
+    profile.save(p, tmp_path / "p.json")
+    q = profile.load(tmp_path / "p.json")
+    assert q.to_dict() == p.to_dict()
+    assert json.loads((tmp_path / "p.json").read_text())["contention"]["dla0"] == {"gpu": 0.2}
+
+
+def test_same_pe_transfer_is_free_unless_measured(example_v2):
+    d = copy.deepcopy(example_v2)
+    d["transfer"]["cpu0->cpu0"] = {"latency_ms": 0.25, "ms_per_mb": 1.0}
+    p = profile.from_dict(d)
+    assert p.transfer_ms("cpu0", "cpu0", 2_000_000) == pytest.approx(2.25)
+    assert p.transfer_ms("cpu1", "cpu1", 2_000_000) == 0.0
+    assert p.transfer_ms("cpu1", "cpu0", 2_000_000) == pytest.approx(1.1)   # the default
 
 
 def test_missing_entry_means_null(example):

@@ -7,18 +7,43 @@ from .cost import Plan
 
 
 def format_plan(profile: Profile, plan: Plan) -> str:
+    """The stage table (one row per member of a replicated stage: members read from different
+    producers), then the per-PE load table. Columns for the version-2 terms (contention factor,
+    stage overhead, host work) appear only where a term is non-zero."""
     layers = profile.layers
-    rows = [f"{'#':>2}  {'PEs':<14}{'layers':<34}{'compute':>10}{'transfer':>10}{'time':>10}"]
-    for j, (s, c) in enumerate(zip(plan.stages, plan.stage_costs)):
-        p = s.pes[0]
+    costs = plan.stage_costs
+    slowed = any(c.factor.get(p, 1.0) != 1.0 for c in costs for p in c.pes)
+    overhead = any(c.overhead_ms.get(p, 0.0) for c in costs for p in c.pes)
+    head = f"{'#':>2}  {'PEs':<14}{'layers':<34}{'compute':>10}{'transfer':>10}"
+    head += f"{'x factor':>10}" if slowed else ""
+    head += f"{'overhead':>10}" if overhead else ""
+    rows = [head + f"{'time':>10}"]
+    for j, (s, c) in enumerate(zip(plan.stages, costs)):
         span = f"{s.first} {layers[s.first].name} .. {s.last} {layers[s.last].name}"
         if len(span) > 33:
             span = f"{s.first}..{s.last} ({s.last - s.first + 1} layers)"
-        rows.append(f"{j:>2}  {'+'.join(s.pes):<14}{span:<34}{c.compute_ms[p]:>10.3f}"
-                    f"{c.in_ms[p] + c.out_ms[p]:>10.3f}{c.time_ms(p):>10.3f}")
+        for r, p in enumerate(s.pes):
+            label = (f"{j:>2}  {'+'.join(s.pes):<14}{span:<34}" if r == 0 else
+                     f"{'':>2}    {p:<12}{'':<34}")
+            row = label + f"{c.compute_ms[p]:>10.3f}{c.in_ms[p] + c.out_ms[p]:>10.3f}"
+            row += f"{c.factor.get(p, 1.0):>10.3f}" if slowed else ""
+            row += f"{c.overhead_ms.get(p, 0.0):>10.3f}" if overhead else ""
+            rows.append(row + f"{c.time_ms(p):>10.3f}")
+    if any(len(s.pes) > 1 for s in plan.stages):
+        rows.append("(a replicated stage: its first member's row, then one row per other member)")
     rows.append("")
-    rows.append("load    " + "  ".join(f"{pe} {plan.pe_load_ms.get(pe, 0.0):.3f}" for pe in profile.pes)
-                + " ms")
+    used = {p for s in plan.stages for p in s.pes}
+    host_ms = profile.host_ms
+    head = f"{'PE':<8}{'stages ms':>10}" + (f"{'host work':>10}" if host_ms else "") \
+        + f"{'load ms':>10}" + (f"{'factor':>8}" if slowed else "")
+    rows.append(head)
+    for pe in profile.pes:
+        load = plan.pe_load_ms.get(pe, 0.0)
+        own = host_ms if pe == profile.host else 0.0
+        row = f"{pe:<8}{load - own:>10.3f}" + (f"{own:>10.3f}" if host_ms else "") + f"{load:>10.3f}"
+        if slowed:
+            row += f"{profile.factor(pe, used):>8.3f}" if pe in used else f"{'-':>8}"
+        rows.append(row + ("  <- bottleneck" if abs(load - plan.bottleneck_ms) <= 1e-12 else ""))
     solve = f", solved in {plan.solve_ms:.1f} ms" if plan.solve_ms is not None else ""
     rows.append(f"{plan.method}: bottleneck {plan.bottleneck_ms:.3f} ms -> {plan.throughput_fps:.2f} fps "
                 f"predicted, latency {plan.latency_ms:.3f} ms{solve}")
