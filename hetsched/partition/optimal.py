@@ -108,8 +108,8 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
             proven[k] = incumbent      # refuted: nothing there beats the incumbent
             continue
         try:
-            found = _solve_set(profile, subset, groups, weights, max_stages, clock, incumbent,
-                               not given and best is None, len(problems) - k)
+            found = _solve_set(profile, subset, groups, weights, max_stages, clock, lower,
+                               incumbent, not given and best is None, len(problems) - k)
         except OptimumUnproven as e:
             proven[k] = e.lower_bound_ms
             lb = min(min(proven.values()), incumbent)
@@ -143,11 +143,14 @@ def _heuristic_bound(profile, names, replication, max_stages) -> float:
         return np.inf
 
 
-def _solve_set(profile, names, groups, weights, max_stages, clock, upper: float, search_first: bool,
-               sets_left: int) -> list[Stage] | None:
+def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float, upper: float,
+               search_first: bool, sets_left: int) -> list[Stage] | None:
     """The best plan over the PE set `names` (priced with its contention factors) whose
-    bottleneck is at most `upper`, or None. `search_first`: look for a better first plan with
-    the beam, spending at most an eighth of the time left shared over the `sets_left` sets."""
+    bottleneck is at most `upper`, or None; `lower` is what the small bound already proved.
+    `search_first`: look for a better first plan with the beam, spending at most an eighth of
+    the time left shared over the `sets_left` sets."""
+    saved = clock.proven, clock.upper_bound, clock.phase2
+    clock.proven, clock.upper_bound = lower, upper
     graph = stategraph.build(profile, names, groups,
                              lambda i: clock.check(f"building the state graph at layer {i}"))
     to_go = completion.to_go(graph, weights, max_stages,
@@ -155,9 +158,9 @@ def _solve_set(profile, names, groups, weights, max_stages, clock, upper: float,
     start, floor = completion.start_load(profile, names)
     root = max(float((to_go[0][:, 0, 0] + weights @ start[:-1]).max()), floor)
     if not np.isfinite(root) or root > upper * (1 + 2 * _TIE) + 1e-12:
+        clock.proven, clock.upper_bound, clock.phase2 = saved
         return None
-    saved = clock.proven, clock.upper_bound, clock.phase2
-    clock.proven, clock.upper_bound, clock.phase2 = root, upper, False
+    clock.proven, clock.upper_bound, clock.phase2 = max(root, lower), upper, False
     sweep = _Sweep(graph, weights, to_go, max_stages, clock, start, floor)
     if search_first or not np.isfinite(upper):
         upper = min(upper, _beam_plan(profile, sweep, clock, upper, sets_left))

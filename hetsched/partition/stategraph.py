@@ -129,7 +129,45 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
     def group_of(source: int) -> tuple[str, ...]:
         return (host,) if source == HOST else groups[source]
 
-    states: list[list[State]] = [[(-1, tuple((HOST, False) for _ in live[0]))]]
+    readers: dict[str, list[int]] = {}
+    for i, layer in enumerate(layers):
+        for t in dict.fromkeys(layer.inputs):
+            readers.setdefault(t, []).append(i)
+    in_rows: dict = {}
+
+    def in_row(source: int, h: int, t: str) -> np.ndarray:
+        """What receiving tensor t from group `source` adds when group h runs a layer reading it."""
+        key = (source, h, t)
+        row = in_rows.get(key)
+        if row is None:
+            src, group = group_of(source), groups[h]
+            k = len(group)
+            row = np.zeros(npe + 1)
+            for m, p in enumerate(group):
+                row[idx[p]] = mean_in(xfer, src, p, k, m, t) * factor[idx[p]] / k
+            # the latency column: the first member, with frame 0's producer (a group's first)
+            row[npe] = xfer(src[0], group[0], t) * first_factor[h]
+            in_rows[key] = row
+        return row
+
+    canon: dict = {}
+
+    def canonical(t: str, source: int) -> int:
+        """The first source group that no later reader of t can tell apart from `source`: what a
+        source changes is only what receiving t costs the groups that can run t's readers, so
+        sources with equal such costs make states with equal futures (exact, and fewer states
+        where, e.g., only the GPU can run a tensor's reader)."""
+        table = canon.get(t)
+        if table is None:
+            table = canon[t] = {}
+            seen: dict = {}
+            for cand in [HOST, *range(len(groups))]:
+                sig = tuple(float(x) for c in readers.get(t, []) for h, g in enumerate(groups)
+                            if runnable(profile, g, c) for x in in_row(cand, h, t))
+                table[cand] = seen.setdefault(sig, cand)
+        return table[source]
+
+    states: list[list[State]] = [[(-1, tuple((canonical(t, HOST), False) for t in live[0]))]]
     steps: list[Step] = []
     for i, layer in enumerate(layers):
         if deadline_check is not None:
@@ -138,33 +176,36 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
         ins = [pos[t] for t in dict.fromkeys(layer.inputs)]
         outs_here = [t for t in layer.outputs if t in outputs]
         carry = [pos.get(t) for t in live[i + 1]]
-        own = {}   # a group's compute and graph outputs for this layer, per member
+        own = {}   # a group's compute and graph outputs for this layer: its row
         for h, group in enumerate(groups):
             if runnable(profile, group, i):
-                own[h] = [layer.cost_ms[p] + sum(xfer(p, host, t) for t in outs_here) for p in group]
+                row = np.zeros(npe + 1)
+                for m, p in enumerate(group):
+                    c = layer.cost_ms[p] + sum(xfer(p, host, t) for t in outs_here)
+                    row[idx[p]] = c * factor[idx[p]] / len(group)
+                    if m == 0:
+                        row[npe] = c * first_factor[h]
+                own[h] = row
+        new_sources = {h: [None if q is not None else canonical(t, h)
+                           for q, t in zip(carry, live[i + 1])] for h in own}
+
+        ins_t = [(q, live[i][q]) for q in ins]
+        read = set(ins)
+        # per carried slot: ('keep', q) for a tensor not read here, ('read', q), or a new output
+        plan_ctx = [(0, q) if q is not None and q not in read else (1, q) if q is not None
+                    else (2, k) for k, q in enumerate(carry)]
 
         def move(ctx, h, opening):
             """(row, next ctx) for running the layer on group h with live-tensor context ctx."""
-            group = groups[h]
-            k = len(group)
-            row = np.zeros(npe + 1)
-            for m, p in enumerate(group):
-                c = own[h][m]
-                for q in ins:
-                    source, have = ctx[q]
-                    if not have:
-                        c += mean_in(xfer, group_of(source), p, k, m, live[i][q])
-                row[idx[p]] += c * factor[idx[p]] / k
-            # the latency column: the first member, with frame 0's producer (a group's first)
-            c0 = own[h][0] + sum(xfer(group_of(ctx[q][0])[0], group[0], live[i][q])
-                                 for q in ins if not ctx[q][1])
-            row[npe] = c0 * first_factor[h]
-            if opening:
-                row += over[h]
-            new_ctx = list(ctx)
-            for q in ins:
-                new_ctx[q] = (new_ctx[q][0], True)
-            return row, tuple(new_ctx[q] if q is not None else (h, True) for q in carry)
+            row = own[h]
+            paid = [in_row(ctx[q][0], h, t) for q, t in ins_t if not ctx[q][1]]
+            if paid or opening:
+                row = row + sum(paid) if paid else row.copy()
+                if opening:
+                    row += over[h]
+            fresh = new_sources[h]
+            return row, tuple(ctx[q] if kind == 0 else (ctx[q][0], True) if kind == 1 else
+                              (fresh[q], True) for kind, q in plan_ctx)
 
         opened: dict = {}   # an opening depends on the context only, not on the group left
         index: dict[State, int] = {}
