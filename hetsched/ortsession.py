@@ -30,14 +30,17 @@ def session_options(threads: int = 1, opt_level: str = "disable"):
 
 
 def session(model: onnx.ModelProto | bytes, threads: int = 1, opt_level: str = "disable",
-            profile_prefix: str | None = None):
-    """A CPU session configured by `session_options`, optionally tracing every node."""
+            profile_prefix: str | None = None, optimized_path: str | None = None):
+    """A CPU session configured by `session_options`, optionally tracing every node and writing
+    the graph as optimised (`optimized_path`: what the trace's node names refer to)."""
     import onnxruntime as ort
 
     so = session_options(threads, opt_level)
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
+    if optimized_path:
+        so.optimized_model_filepath = optimized_path
     data = model if isinstance(model, bytes) else model.SerializeToString()
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
