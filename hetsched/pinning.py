@@ -30,3 +30,50 @@ def run_pinned(cores, fn, *args, **kwargs):
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+class PinnedThread:
+    """One thread pinned to `cores` that runs the callables given to `call`, one at a time, and
+    hands back each result (or raises its error here). Work that must stay on one pinned thread
+    (onnxruntime sessions: their pools inherit the creating thread's affinity) is done there,
+    while the caller interleaves several such threads round by round."""
+
+    def __init__(self, cores, name: str = "pinned"):
+        import queue
+        self._requests: queue.Queue = queue.Queue()
+        self._replies: queue.Queue = queue.Queue()
+        self._cores = list(cores)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            pin_current_thread(self._cores)
+        except BaseException as e:
+            self._replies.put((False, e))
+            return
+        self._replies.put((True, None))
+        while True:
+            fn = self._requests.get()
+            if fn is None:
+                return
+            try:
+                self._replies.put((True, fn()))
+            except BaseException as e:   # carried back as a value
+                self._replies.put((False, e))
+
+    def _reply(self):
+        ok, value = self._replies.get()
+        if not ok:
+            raise value
+        return value
+
+    def call(self, fn):
+        if not hasattr(self, "_started"):
+            self._started = self._reply()   # the pinning itself may have failed
+        self._requests.put(fn)
+        return self._reply()
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(5.0)

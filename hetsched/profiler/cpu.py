@@ -27,7 +27,7 @@ from collections import defaultdict
 
 from ..graph import Graph
 from ..ortsession import random_feeds, session
-from ..pinning import run_pinned
+from ..pinning import PinnedThread
 from ..profile import PE, Profile
 from . import assemble
 from .transfer import measure_transfers
@@ -45,56 +45,57 @@ def _node_medians(events, warmup: int) -> dict[str, float]:
     return {k: statistics.median(v[warmup:] or v) for k, v in per_node.items()}
 
 
-def _profile_on_pe(data: bytes, graph: Graph, threads: int, runs: int, warmup: int,
-                   tick, optimization: str = "all") -> dict:
-    # The sessions run interleaved (traced, plain, optimised, traced optimised, ...) so that the
-    # drift of a shared machine falls on all alike: on the 2-core VM, single yolov3 runs of the
-    # same session range from 630 to 870 ms over a minute.
-    import onnx
+class _PeTrace:
+    """One PE's sessions, created and run on that PE's pinned thread: traced unoptimised (the
+    split weights), plain unoptimised and optimised (the whole-model checks), traced at the
+    runtime's level (the costs). `round` runs each once, in that order, so the drift of a
+    shared machine falls on all alike; the profiler alternates rounds over the PEs too (on the
+    2-core VM, single yolov3 runs of one session range from 630 to 870 ms over a minute)."""
 
-    from .attribution import OptNode, attribute
-    with tempfile.TemporaryDirectory(prefix="hetsched-trace-") as tmp:
-        traced = session(data, threads, "disable", profile_prefix=os.path.join(tmp, "trace"))
-        plain = session(data, threads, "disable")
-        optimised = session(data, threads, "all")
-        level_traced = None
-        if optimization != "disable":
-            opt_path = os.path.join(tmp, "optimised.onnx")
-            level_traced = session(data, threads, optimization,
-                                   profile_prefix=os.path.join(tmp, "trace-opt"),
-                                   optimized_path=opt_path)
-        feeds = random_feeds(traced)
-        whole, fast = [], []
-        for i in range(warmup + runs):
-            traced.run(None, feeds)
+    def __init__(self, data: bytes, threads: int, optimization: str, tmp: str, tag: str):
+        self.traced = session(data, threads, "disable", profile_prefix=os.path.join(tmp, f"{tag}-plain"))
+        self.plain = session(data, threads, "disable")
+        self.optimised = session(data, threads, "all")
+        self.opt_path = os.path.join(tmp, f"{tag}-optimised.onnx")
+        self.level = None if optimization == "disable" else session(
+            data, threads, optimization, profile_prefix=os.path.join(tmp, f"{tag}-level"),
+            optimized_path=self.opt_path)
+        self.level_untraced = session(data, threads, optimization)
+        self.feeds = random_feeds(self.traced)
+        self.whole, self.fast, self.at_level = [], [], []
+
+    def round(self, keep: bool) -> None:
+        self.traced.run(None, self.feeds)
+        for sess, into in ((self.plain, self.whole), (self.optimised, self.fast),
+                           (self.level_untraced, self.at_level)):
             t0 = time.perf_counter()
-            plain.run(None, feeds)
-            t1 = time.perf_counter()
-            optimised.run(None, feeds)
-            t2 = time.perf_counter()
-            if level_traced is not None:
-                level_traced.run(None, feeds)
-            if i >= warmup:
-                whole.append(t1 - t0)
-                fast.append(t2 - t1)
-            tick(i + 1)
-        with open(traced.end_profiling()) as f:
+            sess.run(None, self.feeds)
+            if keep:
+                into.append(time.perf_counter() - t0)
+        if self.level is not None:
+            self.level.run(None, self.feeds)
+
+    def finish(self, graph: Graph, warmup: int) -> dict:
+        import onnx
+
+        from .attribution import OptNode, attribute
+        with open(self.traced.end_profiling()) as f:
             plain_nodes = _node_medians(json.load(f), warmup)
-        if level_traced is not None:
-            with open(level_traced.end_profiling()) as f:
+        plain_costs, missing = [], []
+        for layer in graph.layers:
+            if layer.name not in plain_nodes:
+                missing.append(layer.name)
+            plain_costs.append(plain_nodes.get(layer.name, 0.0))
+        out = {"costs": plain_costs, "plain_costs": plain_costs, "whole": _median_ms(self.whole),
+               "optimized": _median_ms(self.fast), "at_level": _median_ms(self.at_level),
+               "untraced": missing, "fused": {}}
+        if self.level is not None:
+            with open(self.level.end_profiling()) as f:
                 opt_nodes = _node_medians(json.load(f), warmup)
-            opt_graph = onnx.load(opt_path, load_external_data=False).graph
+            opt_graph = onnx.load(self.opt_path, load_external_data=False).graph
             nodes = [OptNode(n.name, list(n.input), list(n.output)) for n in opt_graph.node]
-    plain_costs, missing = [], []
-    for layer in graph.layers:
-        if layer.name not in plain_nodes:
-            missing.append(layer.name)
-        plain_costs.append(plain_nodes.get(layer.name, 0.0))
-    out = {"costs": plain_costs, "plain_costs": plain_costs, "whole": _median_ms(whole),
-           "optimized": _median_ms(fast), "untraced": missing, "fused": {}}
-    if level_traced is not None:
-        out["costs"], out["fused"] = attribute(graph.layers, nodes, opt_nodes, plain_costs)
-    return out
+            out["costs"], out["fused"] = attribute(graph.layers, nodes, opt_nodes, plain_costs)
+        return out
 
 
 def cpu_model_name() -> str:
@@ -125,24 +126,53 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
 
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
+    from . import runtime_terms
     data = graph.model.SerializeToString()
     costs, whole, optimized, summed, untraced, plain_sum = {}, {}, {}, {}, {}, {}
+    scale, launch, hop = {}, {}, {}
     fused = {}
     total = warmup + runs
+    threads = {pe.name: len(pe.extra["cores"]) for pe in pes}
+    workers = {pe.name: PinnedThread(pe.extra["cores"], f"profile-{pe.name}") for pe in pes}
+    try:
+        with tempfile.TemporaryDirectory(prefix="hetsched-trace-") as tmp:
+            traces = {p: w.call(lambda p=p: _PeTrace(data, threads[p], optimization, tmp, p))
+                      for p, w in workers.items()}
+            for i in range(total):
+                for p, w in workers.items():     # PEs interleaved, round by round
+                    w.call(lambda t=traces[p], keep=i >= warmup: t.round(keep))
+                if progress:
+                    progress(f"profile {','.join(workers)}", i + 1, total)
+            results = {p: workers[p].call(lambda t=traces[p]: t.finish(graph, warmup))
+                       for p in workers}
+            del traces
+    finally:
+        for w in workers.values():
+            w.close()
     for pe in pes:
-        def tick(i, pe=pe):
-            if progress:
-                progress(f"profile {pe.name}", i, total)
-        res = run_pinned(pe.extra["cores"], _profile_on_pe, data, graph,
-                         len(pe.extra["cores"]), runs, warmup, tick, optimization)
-        costs[pe.name] = res["costs"]
+        res = results[pe.name]
+        launch[pe.name] = round(runtime_terms.launch_ms(pe.extra["cores"], threads[pe.name],
+                                                        optimization), 4)
+        hop[pe.name] = round(runtime_terms.hop_ms(pe.name, pe.extra["cores"]), 4)
+        traced_sum = sum(res["costs"])
+        # kernel times leave out onnxruntime's dispatch between nodes (4-5% on the VM): the
+        # costs are scaled so that a whole-model stage costs what its untraced run measured
+        scale[pe.name] = round((res["at_level"] - launch[pe.name]) / traced_sum, 4) \
+            if traced_sum > 0 else 1.0
+        costs[pe.name] = [c * scale[pe.name] for c in res["costs"]]
         whole[pe.name] = round(res["whole"], 4)
         optimized[pe.name] = round(res["optimized"], 4)
-        summed[pe.name] = round(sum(res["costs"]), 4)
+        summed[pe.name] = round(traced_sum, 4)
         plain_sum[pe.name] = round(sum(res["plain_costs"]), 4)
         fused = fused or res["fused"]
         if res["untraced"]:
             untraced[pe.name] = res["untraced"]
+    cont = {}
+    if len(pes) > 1:
+        if progress:
+            progress("contention", 0, 1)
+        cont = runtime_terms.contention(data, {pe.name: pe.extra["cores"] for pe in pes}, threads,
+                                        optimization)
     if progress:
         progress("transfer", 0, 1)
     transfer, transfer_info = measure_transfers(pes)
@@ -162,12 +192,34 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
         "sum_layers_ms": summed,
         "sum_unoptimised_layers_ms": plain_sum,
         "optimized_model_ms": optimized,
+        "trace_scale": scale,
+        "launch_ms": launch,
+        "hop_ms": hop,
+        "overhead_method": "stage_overhead_ms = hop_ms (runtime hand-off, a pipeline of 4 empty "
+                           "stages on the PE, 400 frames) + launch_ms (one run of a one-node "
+                           "session, median of 300)",
         "transfer_method": transfer_info,
     }
+    spread = _core_spread({p: sum(c) for p, c in costs.items()})
+    if spread is not None:
+        board["pe_cost_spread"] = spread
     if fused:
         board["fused_layers"] = fused
     if untraced:
         board["untraced_layers"] = untraced
     prof = assemble(graph, pes, costs, transfer, source="measured", board=board)
     prof.engine = engine_config(pes, optimization)
+    prof.stage_overhead_ms = {p: round(launch[p] + hop[p], 4) for p in launch}
+    prof.contention = cont
     return prof
+
+
+def _core_spread(summed: dict[str, float]) -> dict | None:
+    """How far the PEs' whole-network costs lie apart (PEs of one CPU model should agree within a
+    few percent; where they do not, the figure says by how much, measured interleaved)."""
+    if len(summed) < 2:
+        return None
+    lo, hi = min(summed.values()), max(summed.values())
+    return {"relative": round((hi - lo) / lo, 4) if lo > 0 else None,
+            "note": "whole-network cost per PE (the sum of its layer costs), PEs measured "
+                    "interleaved round by round"}

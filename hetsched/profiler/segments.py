@@ -3,17 +3,17 @@ a stage (its onnxruntime engine, at the profile's engine configuration, on a thr
 the PE) and timed against what the profile predicts for them: the sum of their layers' costs
 plus the PE's stage overhead.
 
-One worker thread per PE, fed by a queue, creates every segment's session on its pinned thread
+One pinned thread per PE (`pinning.PinnedThread`) creates every segment's session there
 (onnxruntime's pool inherits the affinity) and times one run per request; requests alternate over
 segments and PEs round by round, so the drift of a shared machine falls on all of them alike,
-and each figure is a median over rounds.
+and each figure is a median over rounds. The prediction is the layers' costs plus the engine's
+launch cost (`board.launch_ms`): a stage's whole overhead also holds the runtime's hand-off
+(`board.hop_ms`), which a bare `run` does not pay.
 """
 
 from __future__ import annotations
 
-import queue
 import statistics
-import threading
 import time
 from dataclasses import dataclass
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..graph import Graph
 from ..ortsession import random_feeds, session
-from ..pinning import pin_current_thread
+from ..pinning import PinnedThread
 from ..profile import Profile
 
 
@@ -52,53 +52,8 @@ def random_segments(n: int, count: int, seed: int = 0) -> list[tuple[int, int]]:
 
 
 def predicted_ms(prof: Profile, pe: str, first: int, last: int) -> float:
-    return sum(prof.layers[i].cost_ms[pe] or 0.0 for i in range(first, last + 1)) \
-        + prof.overhead_ms(pe)
-
-
-class _PinnedRunner:
-    """A thread pinned to a PE's cores that owns that PE's sessions and runs them on request."""
-
-    def __init__(self, cores, models, threads: int, optimization: str):
-        self.requests: queue.Queue = queue.Queue()
-        self.replies: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, args=(cores, models, threads,
-                                                                 optimization), daemon=True)
-        self._thread.start()
-        ok, value = self.replies.get()
-        if not ok:
-            raise value
-
-    def _loop(self, cores, models, threads, optimization) -> None:
-        try:
-            pin_current_thread(cores)
-            sessions = [session(m, threads, optimization) for m in models]
-            feeds = [random_feeds(s) for s in sessions]
-        except BaseException as e:   # carried back as a value
-            self.replies.put((False, e))
-            return
-        self.replies.put((True, None))
-        while True:
-            k = self.requests.get()
-            if k is None:
-                return
-            try:
-                t0 = time.perf_counter()
-                sessions[k].run(None, feeds[k])
-                self.replies.put((True, time.perf_counter() - t0))
-            except BaseException as e:
-                self.replies.put((False, e))
-
-    def time(self, k: int) -> float:
-        self.requests.put(k)
-        ok, value = self.replies.get()
-        if not ok:
-            raise value
-        return value
-
-    def close(self) -> None:
-        self.requests.put(None)
-        self._thread.join(5.0)
+    launch = (prof.board.get("launch_ms") or {}).get(pe, 0.0)
+    return sum(prof.layers[i].cost_ms[pe] or 0.0 for i in range(first, last + 1)) + launch
 
 
 def check_segments(graph: Graph, prof: Profile, segments: list[tuple[int, int]], *,
@@ -110,16 +65,27 @@ def check_segments(graph: Graph, prof: Profile, segments: list[tuple[int, int]],
     optimization = prof.engine.get("optimization", "disable")
     threads = prof.engine.get("intra_op_threads", {})
     models = [graph.submodel(a, b) for a, b in segments]
-    runners = {}
+    runners: dict[str, PinnedThread] = {}
+    sessions: dict[str, list] = {}
+
+    def timed(sess, feeds):
+        def run():
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            return time.perf_counter() - t0
+        return run
     try:
         for p in pes:
             cores = cpu_pe(p).extra["cores"]
-            runners[p] = _PinnedRunner(cores, models, int(threads.get(p, len(cores))), optimization)
+            runners[p] = PinnedThread(cores, f"segments-{p}")
+            n = int(threads.get(p, len(cores)))
+            made = runners[p].call(lambda n=n: [session(m, n, optimization) for m in models])
+            sessions[p] = [timed(s, random_feeds(s)) for s in made]
         samples = {(p, k): [] for p in pes for k in range(len(segments))}
         for r in range(warmup + runs):
             for k in range(len(segments)):
                 for p in pes:
-                    t = runners[p].time(k)
+                    t = runners[p].call(sessions[p][k])
                     if r >= warmup:
                         samples[(p, k)].append(t)
             if progress:

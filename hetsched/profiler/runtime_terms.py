@@ -1,0 +1,158 @@
+"""The contract's version-2 terms for CPU PEs, measured on the real runtime (contract section 2):
+
+- `stage_overhead_ms[p]`: what a stage costs PE p per frame whatever its layers, in two parts
+  recorded separately in the profile's board: `hop_ms`, the runtime's own hand-off (take the frame
+  from the input channel, the PE lock, hand it on), from a pipeline of empty stages all on p; and
+  `launch_ms`, one onnxruntime `run` of a one-node model at the engine's configuration (what a
+  session costs before its first kernel).
+- `contention[p][q]`: p's slowdown while q is busy: the same session on p timed alone and beside
+  a thread on q running the model without pause, alternating alone / beside round by round,
+  medians. Recorded as measured, including values near 0; a negative figure (noise: p ran faster
+  beside q) is recorded as 0, since the contract's planners take contention as >= 0.
+
+Everything here runs real threads, so it lives beside the profiler, not in the planning maths.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..ortsession import random_feeds, session
+from ..pinning import pin_current_thread, run_pinned
+
+
+class _NoOp:
+    pe = "noop"
+    input_names: list = []
+    output_names: list = []
+
+    def run(self, feeds):
+        return {}
+
+    def close(self):
+        pass
+
+
+class _Frames:
+    name = "overhead-probe"
+
+    def __init__(self, n: int):
+        self.left = n
+        self.image = np.zeros((4, 4, 3), dtype=np.uint8)
+
+    def read(self):
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return self.image
+
+    def close(self):
+        pass
+
+
+def hop_ms(pe: str, cores, frames: int = 400, stages: int = 4) -> float:
+    """Per frame and stage, the runtime's cost of a stage that does nothing, on PE `pe`."""
+    from ..runtime.pipeline import Pipeline, Stage, Worker
+    workers = [Stage([Worker(pe, _NoOp, list(cores))]) for _ in range(stages)]
+    pipe = Pipeline(_Frames(frames), workers, pre=lambda f: None, post=lambda f: None,
+                    buffers=2)
+    report = pipe.run(handle_signals=False)
+    return report.wall_s * 1e3 / (frames * stages)
+
+
+def _tiny_model() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "tiny", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def launch_ms(cores, threads: int, optimization: str, runs: int = 300) -> float:
+    """One `run` of a one-node session on the PE: the engine's fixed cost per stage and frame."""
+    def body():
+        sess = session(_tiny_model(), threads, optimization)
+        feeds = random_feeds(sess)
+        for _ in range(20):
+            sess.run(None, feeds)
+        samples = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            samples.append(time.perf_counter() - t0)
+        return statistics.median(samples) * 1e3
+    return run_pinned(cores, body)
+
+
+def contention(model: bytes, cores: dict[str, list[int]], threads: dict[str, int],
+               optimization: str, rounds: int = 5) -> dict[str, dict[str, float]]:
+    """contention[p][q] for every ordered pair of the PEs in `cores` (see the module docstring)."""
+    out: dict[str, dict[str, float]] = {}
+    names = list(cores)
+    for p in names:
+        for q in names:
+            if p == q:
+                continue
+            alone, beside = _pair(model, cores[p], cores[q], threads[p], threads[q], optimization,
+                                  rounds)
+            out.setdefault(p, {})[q] = round(max(0.0, beside / alone - 1.0), 4)
+    return out
+
+
+def _pair(model, cores_p, cores_q, threads_p, threads_q, optimization, rounds):
+    """(median time on p alone, median time on p while q runs the model without pause)."""
+    stop = threading.Event()
+    busy = threading.Event()
+    ready = threading.Event()
+    failure: list = []
+
+    def load():
+        try:
+            pin_current_thread(cores_q)
+            sess = session(model, threads_q, optimization)
+            feeds = random_feeds(sess)
+            ready.set()
+            while not stop.is_set():
+                if busy.wait(0.01):
+                    sess.run(None, feeds)
+        except BaseException as e:   # carried back as a value
+            failure.append(e)
+            ready.set()
+
+    def measure():
+        sess = session(model, threads_p, optimization)
+        feeds = random_feeds(sess)
+        sess.run(None, feeds)
+        alone, beside = [], []
+        for _ in range(rounds):
+            for flag, into in ((False, alone), (True, beside)):
+                if flag:
+                    busy.set()
+                    time.sleep(0.02)       # let q get going
+                else:
+                    busy.clear()
+                    time.sleep(0.02)
+                t0 = time.perf_counter()
+                sess.run(None, feeds)
+                into.append(time.perf_counter() - t0)
+        busy.clear()
+        return statistics.median(alone), statistics.median(beside)
+
+    worker = threading.Thread(target=load, name="contention-load", daemon=True)
+    worker.start()
+    try:
+        ready.wait(60)
+        if failure:
+            raise failure[0]
+        return run_pinned(cores_p, measure)
+    finally:
+        stop.set()
+        busy.set()
+        worker.join(5.0)
