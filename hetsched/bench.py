@@ -1,12 +1,17 @@
 """`hetsched bench`: the ways a user could run one model, measured side by side in one process.
 
-Methods (network throughput, on ready-made input tensors so that only inference is compared):
-`sequential` (one onnxruntime session, one intra-op thread, one frame at a time: the baseline),
-`intra-op` (one session whose intra-op threads use every core), `replicate` (the planner's
-whole-network copies, one pinned session per PE, frames round robin), and the `heuristic` and
-`optimal` plans through the runtime. With a pipeline spec it also measures the whole detection
-loop (read, pre-process, network, decode + NMS, sink) run one frame at a time in one thread
-against the spec's pipelined runtime: `loop-sequential`, `loop-intra-op` and `loop-pipelined`.
+Whole-loop methods (the default: read, pre-process, network, decode + NMS, sink, which is what
+users run): `loop-sequential` (one thread, one frame at a time: the baseline), `loop-intra-op`
+(one session whose intra-op threads use every core, with reading, pre- and post-processing in
+the runtime's threads around it: the best simple alternative a user writes), and `replicate`,
+`heuristic` and `optimal` (when proven), each a plan of the *pipeline profile* (Preprocess and
+Postprocess planned like layers) run by the runtime; `loop-pipelined` is the spec's own plan.
+Each planned method reports `predicted_fps`, its plan's throughput under the profile, and the
+document names `chosen`: the method `hetsched run` would use on the same inputs.
+
+Network-only methods (`--network-only`, on ready-made input tensors so that only inference is
+compared): `sequential`, `intra-op`, and the `replicate`, `heuristic`, `optimal` plans of the
+network profile.
 
 Repeats are interleaved (A B C A B C ...) so that the drift of a shared machine falls on every
 method alike; each method reports the median, min and max fps over its repeats. Energy comes from
@@ -33,7 +38,8 @@ from .runtime.sources import open_source
 from .runtime.spec import RunSpec
 
 NET_METHODS = ("sequential", "intra-op", "replicate", "heuristic", "optimal")
-LOOP_METHODS = ("loop-sequential", "loop-intra-op", "loop-pipelined")
+LOOP_METHODS = ("loop-sequential", "loop-intra-op", "replicate", "heuristic", "optimal")
+PLANNED = ("replicate", "heuristic", "optimal")
 
 
 class _Tensors:
@@ -73,22 +79,51 @@ class Method:
     name: str
     run: object                      # () -> Report
     plan: dict | None = None
+    predicted: float | None = None      # the plan's throughput under the profile (fps)
     fps: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     joules: list[float] = field(default_factory=list)
     error: str | None = None
 
 
+def _intra_op_loop(g: Graph, spec: RunSpec, frames: int) -> Report:
+    """One session on every core (intra-op threads = onnxruntime's default), reading, pre- and
+    post-processing in the runtime's threads around it."""
+    from .engines import EngineOptions, backend
+    from .runtime.pipeline import Pipeline, Stage, Worker
+    from .runtime.task import make_task
+    task = make_task(g, spec.detect)
+    opts = EngineOptions(threads=0, optimization=spec.optimization)
+    worker = Worker("all-cores", lambda: backend("onnxruntime-cpu")(g.model, "all-cores", opts))
+    pipe = Pipeline(open_source(spec.source, frames), [Stage([worker])], pre=task.pre,
+                    post=task.post, buffers=spec.buffers, max_frames=frames)
+    return pipe.run()
+
+
 def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_limit: float):
     from .runtime.pipeline import Pipeline
     from .runtime.build import build_stages, place
     from .engines import EngineOptions
+    loop = prof.is_pipeline()
     probe = session(g.model, 1, spec.optimization)
     feeds = [random_feeds(probe, seed) for seed in range(4)]
     out = []
     for name in names:
         m = Method(name, None)
-        if name == "sequential":
+        if loop and name in PLANNED:
+            extra = {"time_limit_s": time_limit} if name == "optimal" else {}
+            try:
+                plan = make_plan(prof, name, pes=spec.pes, **extra)
+            except HetschedError as e:
+                m.error = str(e)
+                out.append(m)
+                continue
+            m.plan, m.predicted = plan.to_dict(), plan.throughput_fps
+            m.run = lambda plan=plan: job.build_pipeline(
+                g, prof, plan, spec, open_source(spec.source, frames)).run()
+        elif name == "loop-intra-op":
+            m.run = lambda: _intra_op_loop(g, spec, frames)
+        elif name == "sequential":
             m.run = lambda s=session(g.model, 1, spec.optimization): _loop(s, feeds, frames)
         elif name == "intra-op":
             m.run = lambda s=session(g.model, 0, spec.optimization): _loop(s, feeds, frames)
@@ -100,7 +135,7 @@ def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_li
                 m.error = str(e)
                 out.append(m)
                 continue
-            m.plan = plan.to_dict()
+            m.plan, m.predicted = plan.to_dict(), plan.throughput_fps
             opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization)
 
             def run(plan=plan, opts=opts):
@@ -110,12 +145,12 @@ def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_li
                                 buffers=spec.buffers)
                 return pipe.run()
             m.run = run
-        elif name in ("loop-sequential", "loop-intra-op"):
-            threads = 1 if name == "loop-sequential" else 0
-            m.run = lambda t=threads: job.run_sequential(g, spec, frames, threads=t)
+        elif name == "loop-sequential":
+            m.run = lambda: job.run_sequential(g, spec, frames, threads=1)
         elif name == "loop-pipelined":
             plan = job.plan_for(prof, spec.plan, spec.pes, len(g))
             m.plan = plan.to_dict()
+            m.predicted = plan.throughput_fps if plan.throughput_fps == plan.throughput_fps else None
             m.run = lambda plan=plan: job.build_pipeline(
                 g, prof, plan, spec, open_source(spec.source, frames)).run()
         else:
@@ -159,11 +194,26 @@ def run_bench(g: Graph, prof: Profile, spec: RunSpec, methods, *, frames: int = 
             "latency_ms_p50": round(float(np.percentile(m.latencies, 50)), 3),
             "latency_ms_p99": round(float(np.percentile(m.latencies, 99)), 3),
             "joules_per_frame": round(statistics.median(m.joules), 4) if m.joules else None,
+            "predicted_fps": None if m.predicted is None else round(m.predicted, 3),
+            "measured_over_predicted": None if not m.predicted else round(fps / m.predicted, 3),
             "plan": m.plan}
+    doc["chosen"] = _chosen(prof, spec, ms, time_limit)
     loop = doc["methods"]
     if "loop-pipelined" in loop and "loop-sequential" in loop and "fps" in loop["loop-sequential"]:
         doc["loop_ratio"] = round(loop["loop-pipelined"]["fps"] / loop["loop-sequential"]["fps"], 3)
     return doc
+
+
+def _chosen(prof: Profile, spec: RunSpec, ms, time_limit: float) -> str | None:
+    """The method whose plan `hetsched run` would use on the same inputs (`method: auto`)."""
+    try:
+        run, _ = job.plan_to_run(prof, job.AUTO_METHODS, pes=spec.pes, time_limit_s=time_limit)
+    except HetschedError:
+        return None
+    for m in ms:
+        if m.plan is not None and m.name in PLANNED and m.plan["stages"] == run.to_dict()["stages"]:
+            return m.name
+    return run.method
 
 
 def machine() -> dict:
@@ -175,15 +225,20 @@ def machine() -> dict:
 
 
 def format_table(doc: dict) -> str:
-    rows = [f"{'method':<17}{'fps':>9}{'min':>9}{'max':>9}{'x base':>8}{'p50 ms':>9}{'p99 ms':>9}{'J/frame':>9}"]
+    rows = [f"{'method':<17}{'fps':>9}{'min':>9}{'max':>9}{'predicted':>10}{'meas/pred':>10}"
+            f"{'x base':>8}{'p50 ms':>9}{'p99 ms':>9}{'J/frame':>9}"]
     for name, m in doc["methods"].items():
         if "error" in m:
             rows.append(f"{name:<17}  failed: {m['error']}")
             continue
         j = "n/a" if m["joules_per_frame"] is None else f"{m['joules_per_frame']:.3f}"
         ratio = "-" if m["ratio_vs_baseline"] is None else f"{m['ratio_vs_baseline']:.2f}"
-        rows.append(f"{name:<17}{m['fps']:>9.2f}{m['fps_min']:>9.2f}{m['fps_max']:>9.2f}{ratio:>8}"
-                    f"{m['latency_ms_p50']:>9.1f}{m['latency_ms_p99']:>9.1f}{j:>9}")
+        pred = "-" if m.get("predicted_fps") is None else f"{m['predicted_fps']:.2f}"
+        mp = "-" if m.get("measured_over_predicted") is None else f"{m['measured_over_predicted']:.3f}"
+        mark = " <- chosen" if name == doc.get("chosen") else ""
+        rows.append(f"{name:<17}{m['fps']:>9.2f}{m['fps_min']:>9.2f}{m['fps_max']:>9.2f}{pred:>10}"
+                    f"{mp:>10}{ratio:>8}{m['latency_ms_p50']:>9.1f}{m['latency_ms_p99']:>9.1f}{j:>9}"
+                    + mark)
     mc = doc["machine"]
     rows.append(f"baseline: {doc['baseline']}; {doc['repeat']} interleaved repeats of {doc['frames']} "
                 f"frames; {mc['cpu']} ({mc['cores']} cores), host {mc['host']}")

@@ -321,18 +321,19 @@ def cmd_bench(args) -> int:
         raise HetschedError("give a pipeline SPEC.yaml or --model (a zoo name or an ONNX file)")
     if args.spec:
         spec = specmod.load(args.spec)
-        default = bench.NET_METHODS + bench.LOOP_METHODS
     else:
         model = {"zoo": args.model, "size": args.size} if args.model in ZOO else {"onnx": args.model}
-        spec = specmod.from_dict({"model": model}, "command line")
-        default = bench.NET_METHODS
+        spec = specmod.from_dict({"model": model, "source": args.source}, "command line")
+    default = bench.NET_METHODS if args.network_only else bench.LOOP_METHODS
     if args.pes:
         spec.pes = args.pes.split(",")
     methods = args.methods.split(",") if args.methods else list(default)
-    unknown = set(methods) - set(bench.NET_METHODS + bench.LOOP_METHODS)
+    known = bench.NET_METHODS if args.network_only else bench.LOOP_METHODS + ("loop-pipelined",)
+    unknown = set(methods) - set(known)
     if unknown:
-        raise HetschedError(f"unknown bench method(s) {sorted(unknown)} (known: "
-                            f"{', '.join(bench.NET_METHODS + bench.LOOP_METHODS)})")
+        raise HetschedError(f"unknown bench method(s) {sorted(unknown)} (known"
+                            f"{' with --network-only' if args.network_only else ''}: "
+                            f"{', '.join(known)})")
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
     g, _ = job.load_model(spec.model, spec.workdir)
     if spec.profile:
@@ -341,7 +342,8 @@ def cmd_bench(args) -> int:
         profile.check_model(prof, g, spec.profile)
     else:
         prof, _ = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
-                                     progress=Progress(), say=say)
+                                     progress=Progress(), say=say,
+                                     spec=None if args.network_only else spec)
     meter, reasons = detect()
     say("energy: " + (f"{meter.name} ({meter.what})" if meter else "unavailable: " + "; ".join(reasons)))
     doc = bench.run_bench(g, prof, spec, methods, frames=args.frames, repeat=args.repeat,
@@ -359,10 +361,10 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job end to end on the embedded default: build a zoo detector, profile it on this
-    machine's CPU PEs (cached), plan it with every method, run the plan with the fewest stages
-    among those predicted within 3% of the best (`job.plan_to_run`) on the synthetic video, and
-    measure it against one onnxruntime session over the whole model, interleaved."""
+    """The main job end to end on the embedded default: build a zoo detector, profile its whole
+    detection loop on this machine's CPU PEs (cached), plan it with every method, run the
+    best-priced plan (`job.plan_to_run`) on the synthetic video, and measure it against one
+    onnxruntime session over the whole model, interleaved."""
     from . import job, plots
     from .partition.report import format_comparison, format_plan
     from .plots import layer_costs
@@ -379,13 +381,13 @@ def cmd_demo(args) -> int:
     print("[2/5] profile on " + ",".join(pes))
     prof, prof_path = job.cached_profile(g, pes, work, runs=args.runs, warmup=args.warmup,
                                          refresh=args.refresh, progress=Progress(),
-                                         say=lambda m: print("      " + m))
+                                         say=lambda m: print("      " + m), spec=spec)
     print(format_summary(prof))
-    print("\n[3/5] plans (predicted by the contract's cost model from the profile)\n")
-    best, top, plans = job.plan_to_run(prof)
+    print("\n[3/5] plans of the whole detection loop (Preprocess and Postprocess are its first and "
+          "last layers), predicted by the contract's cost model from the profile\n")
+    best, plans = job.plan_to_run(prof)
     print(format_comparison(plans))
-    print(f"\nrunning: {best.method} (fewest stages within {job.RUN_MARGIN:.0%} of the best "
-          f"prediction, {top.method})\n{format_plan(prof, best)}")
+    print(f"\nrunning: {best.method} (the best-priced plan)\n{format_plan(prof, best)}")
     print(f"\n[4/5] running {args.frames} synthetic frames through the plan and through one "
           f"onnxruntime session (all cores), interleaved x{args.rounds}")
     piped, seq = [], []
@@ -397,12 +399,11 @@ def cmd_demo(args) -> int:
               f"{seq[-1].fps:.2f} fps")
     mid = sorted(piped, key=lambda r: r.fps)[(len(piped) - 1) // 2]   # the median (lower) round
     fps, base = mid.fps, sorted(s.fps for s in seq)[(len(seq) - 1) // 2]
-    scaled = job.predicted_optimised(prof, best)
     print("\n[5/5] result (median of rounds; whole detection loop: decode, pre-processing, "
           "network, decoding + NMS)")
     print(mid.format())
-    print(f"predicted {best.throughput_fps:.2f} fps from the profile (unoptimised layer costs)"
-          + (f", {scaled:.2f} fps scaled to optimised sessions" if scaled else ""))
+    print(f"predicted {best.throughput_fps:.2f} fps from the pipeline profile, measured "
+          f"{fps:.2f} fps: measured / predicted {fps / best.throughput_fps:.2f}")
     print(f"measured  {fps:.2f} fps pipelined vs {base:.2f} fps one session: "
           f"ratio {fps / base:.2f}")
     charts = []
@@ -521,8 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("spec", nargs="?", help="pipeline spec: adds the whole detection loop methods")
     s.add_argument("--model", help="a zoo name (built at --size) or an ONNX file")
     s.add_argument("--size", type=int, default=416)
-    s.add_argument("--methods", help="comma list of sequential,intra-op,replicate,heuristic,optimal,"
-                                     "loop-sequential,loop-intra-op,loop-pipelined")
+    s.add_argument("--methods", help="comma list of the whole loop's loop-sequential,loop-intra-op,"
+                                     "replicate,heuristic,optimal,loop-pipelined (default: all but "
+                                     "loop-pipelined), or with --network-only of sequential,"
+                                     "intra-op,replicate,heuristic,optimal")
+    s.add_argument("--source", default="synthetic:640x480",
+                   help="with --model: the frames of the whole loop (synthetic[:WxH], a video, "
+                        "a folder, camera:N)")
+    s.add_argument("--network-only", action="store_true",
+                   help="time the network alone on ready-made tensors (no decode, pre/post)")
     s.add_argument("--pes", help="PEs to plan over (default: the spec's, or one per core)")
     s.add_argument("--frames", type=int, default=50, help="frames per method per repeat")
     s.add_argument("--repeat", type=int, default=3, help="interleaved repeats")

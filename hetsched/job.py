@@ -14,7 +14,7 @@ from .engines import EngineOptions
 from .errors import HetschedError
 from .ortsession import session
 from .partition import make_plan
-from .partition.cost import Plan, evaluate, read_plan_file, stages_from_dicts
+from .partition.cost import Plan, better, evaluate, read_plan_file, stages_from_dicts
 from .runtime.build import build_stages, place
 from .runtime.pipeline import Pipeline
 from .runtime.report import Report
@@ -52,22 +52,65 @@ def load_model(model: dict, workdir) -> tuple[graphmod.Graph, Path]:
 
 
 def cached_profile(g: graphmod.Graph, pe_names: list[str], workdir, *, runs=10, warmup=3,
-                   refresh=False, progress=None, say=print) -> tuple[profmod.Profile, Path]:
-    """This machine's profile of `g` on `pe_names`, measured once and cached in `workdir`."""
+                   refresh=False, progress=None, say=print, spec: RunSpec | None = None,
+                   optimization: str = "all") -> tuple[profmod.Profile, Path]:
+    """This machine's profile of `g` on `pe_names`, measured once at the runtime's engine
+    configuration and cached in `workdir`. With a `spec`, the pipeline profile of its whole
+    detection loop: the spec's Preprocess and Postprocess as first and last layers, and the
+    host's work for its source and sink (cached beside, keyed by source and detect options)."""
     from .profiler.cpu import profile_cpu
     from .profiler.pes import parse_pes
     pes = parse_pes(",".join(pe_names))
-    path = Path(workdir) / f"{g.name}.{'_'.join(pe_names)}.profile.json"
+    if spec is not None:
+        optimization = spec.optimization
+    path = Path(workdir) / f"{g.name}.{'_'.join(pe_names)}.{optimization}.profile.json"
+    prof = None
     if path.exists() and not refresh:
         try:
             prof = profmod.load(path)
             profmod.check_model(prof, g, str(path))
             say(f"using cached profile {path} (--refresh to measure again)")
-            return prof, path
         except HetschedError as e:
             say(f"cached profile unusable ({e}); measuring again")
-    say(f"profiling {len(g)} layers on {','.join(pe_names)} ({runs} runs each)")
-    prof = profile_cpu(g, pes, runs=runs, warmup=warmup, progress=progress)
+            prof = None
+    if prof is None:
+        say(f"profiling {len(g)} layers on {','.join(pe_names)} ({runs} runs each, "
+            f"onnxruntime optimisation '{optimization}')")
+        prof = profile_cpu(g, pes, runs=runs, warmup=warmup, progress=progress,
+                           optimization=optimization)
+        profmod.save(prof, path)
+    if spec is None:
+        return prof, path
+    return _loop_profile(g, prof, pes, spec, Path(workdir), refresh, say)
+
+
+def _loop_profile(g, net: profmod.Profile, pes, spec: RunSpec, workdir: Path, refresh, say):
+    import hashlib
+    import json as _json
+
+    from .profiler.loop import measure_loop, with_loop
+    key = _json.dumps({"source": spec.source, "detect": vars(spec.detect), "net": net.board.get(
+        "whole_model_ms")}, sort_keys=True, default=str)
+    tag = hashlib.sha256(key.encode()).hexdigest()[:10]
+    path = workdir / f"{g.name}.{'_'.join(p.name for p in pes)}.loop-{tag}.profile.json"
+    if path.exists() and not refresh:
+        try:
+            prof = profmod.load(path)
+            profmod.check_model(prof, g, str(path))
+            say(f"using cached pipeline profile {path}")
+            return prof, path
+        except HetschedError as e:
+            say(f"cached pipeline profile unusable ({e}); measuring again")
+    say(f"profiling the detection loop (pre-processing, decoding + NMS, source and sink) on "
+        f"{','.join(p.name for p in pes)}")
+    task = make_task(g, spec.detect)
+    m = measure_loop(g, task, lambda: open_source(spec.source, 12), pes, host=net.host,
+                     optimization=spec.optimization)
+    prof = with_loop(net, m["pre_ms"], m["post_ms"], frame_bytes=m["frame_bytes"],
+                     result_bytes=m["result_bytes"], host_ms=m["host_ms"],
+                     loop={"source": spec.source, "boxes_per_frame": m["boxes_per_frame"],
+                           "detect": vars(spec.detect), "host_ms_method":
+                           "median source read + JSON encoding of one result, on the host"})
     profmod.save(prof, path)
     return prof, path
 
@@ -77,34 +120,31 @@ def default_pes() -> list[str]:
     return [f"cpu{c}" for c in sorted(usable_cores())]
 
 
-# every stage hop costs the runtime a hand-off that the contract does not charge (README,
-# Closing the loop): on two equal cores the best-priced tiny-yolov3 plan zig-zags over 7 stages
-# and measured 1.12x one session, where the 1-stage replicate plan, priced 2.3% lower,
-# measured 1.21x
-RUN_MARGIN = 0.03
+# `auto`, the runtime's default: the best-priced of these (the optimum where it is proven in
+# time; the heuristic's plan otherwise)
+AUTO_METHODS = ("heuristic", "optimal")
+AUTO_TIME_LIMIT_S = 10.0
 
 
-# `auto`, the runtime's default: the cheap planners, then `plan_to_run`'s rule
-AUTO_METHODS = ("heuristic", "replicate", "single")
-
-
-def plan_to_run(prof: profmod.Profile, methods=None, **opts) -> tuple[Plan, Plan, dict]:
-    """(the plan to run, the best-priced plan, every method's plan or error): the plan to run has
-    the fewest stages among those priced within RUN_MARGIN of the best."""
+def plan_to_run(prof: profmod.Profile, methods=None, **opts) -> tuple[Plan, dict]:
+    """(the best-priced plan under the contract's order, every method's plan or error)."""
     from .partition import METHODS
     plans: dict = {}
+    limit = opts.pop("time_limit_s", AUTO_TIME_LIMIT_S)
     for method in methods or METHODS:
+        extra = {"time_limit_s": limit} if method == "optimal" else {}
         try:
-            plans[method] = make_plan(prof, method, **opts)
+            plans[method] = make_plan(prof, method, **opts, **extra)
         except HetschedError as e:
             plans[method] = str(e)
     ok = [p for p in plans.values() if not isinstance(p, str)]
     if not ok:
         raise HetschedError("no planning method found a plan: " + "; ".join(plans.values()))
-    top = min(ok, key=lambda p: p.key())
-    run = min((p for p in ok if p.bottleneck_ms <= top.bottleneck_ms * (1 + RUN_MARGIN)),
-              key=lambda p: (len(p.stages), p.key()))
-    return run, top, plans
+    best = None
+    for p in ok:
+        if best is None or better(p, best):
+            best = p
+    return best, plans
 
 
 def plan_for(prof: profmod.Profile | None, plan: dict, pes: list[str] | None, n_layers: int) -> Plan:
@@ -146,10 +186,13 @@ def unpriced(stages, n_layers: int) -> Plan:
 
 
 def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, spec: RunSpec,
-                   source, record: int = 0) -> Pipeline:
-    """The pipeline of `plan` over `g`; `record` keeps that many engine runs for a timeline."""
+                   source, record: int = 0, say=None) -> Pipeline:
+    """The pipeline of `plan` over `g`; `record` keeps that many engine runs for a timeline.
+    With a pipeline profile, pre- and post-processing run in the stages the plan names (and
+    where it replicates them, replicated); otherwise in the spec's thread pools."""
     if prof is not None:
         profmod.check_model(prof, g)
+        _say_engine_mismatch(prof, spec, say)
     task = make_task(g, spec.detect)
     sinks = []
     if spec.sink.get("jsonl"):
@@ -162,11 +205,60 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
     placement = place(plan.stages, prof, emulate=bool(spec.emulate))
     opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization,
                          emulate=spec.emulate or "timing")
-    stages = build_stages(g, plan.stages, placement, opts, prof, plan.dla_fallback)
-    return Pipeline(source, stages, pre=task.pre, post=task.post, sinks=sinks,
+    needs_image = any(getattr(s, "needs_image", False) for s in sinks)
+    loop = prof is not None and prof.is_pipeline()
+    host_cores = None
+    if loop:
+        def stage_pre(frame):
+            task.pre(frame)
+            if not needs_image:
+                frame.image = None
+        stages = build_stages(g, plan.stages, placement, opts, prof, plan.dla_fallback,
+                              pre=stage_pre, post=task.post)
+        pre = post = _pass
+        host_cores = placement.cores.get(prof.host) or _host_cores(prof.host)
+    else:
+        stages = build_stages(g, plan.stages, placement, opts, prof, plan.dla_fallback)
+        pre, post = task.pre, task.post
+    return Pipeline(source, stages, pre=pre, post=post, sinks=sinks,
                     buffers=spec.buffers, pre_threads=spec.pre_threads,
                     post_threads=spec.post_threads, mode=spec.mode, max_frames=spec.frames,
-                    keep_image=any(getattr(s, "needs_image", False) for s in sinks), record=record)
+                    keep_image=needs_image or loop, record=record, host_cores=host_cores)
+
+
+def _pass(frame) -> None:
+    """The pipeline's own pre/post hop where the plan's stages do that work."""
+
+
+def _host_cores(host: str) -> list[int] | None:
+    from .profiler.pes import cpu_pe
+    try:
+        return cpu_pe(host).extra["cores"]
+    except HetschedError:
+        return None
+
+
+def _say_engine_mismatch(prof: profmod.Profile, spec: RunSpec, say) -> None:
+    """The runtime says so when it runs another engine configuration than the profile's costs
+    predict (contract section 2, `engine`)."""
+    import logging
+    engine = prof.engine or {}
+    if engine.get("backend") != "onnxruntime-cpu":
+        return
+    wrong = []
+    if engine.get("optimization") not in (None, spec.optimization):
+        wrong.append(f"onnxruntime optimisation '{spec.optimization}' (profile: "
+                     f"'{engine['optimization']}')")
+    threads = set((engine.get("intra_op_threads") or {}).values())
+    if threads and threads != {spec.intra_op_threads}:
+        wrong.append(f"{spec.intra_op_threads} intra-op thread(s) per stage (profile: "
+                     f"{sorted(threads)})")
+    if wrong:
+        text = ("the runtime runs " + " and ".join(wrong) + ": the predicted figures are for "
+                "the profile's configuration")
+        logging.getLogger("hetsched").warning(text)
+        if say is not None:
+            say(f"warning: {text}")
 
 
 def run_sequential(g: graphmod.Graph, spec: RunSpec, frames: int, threads: int = 0,
@@ -196,16 +288,3 @@ def run_sequential(g: graphmod.Graph, spec: RunSpec, frames: int, threads: int =
     finally:
         source.close()
     return Report(n, time.perf_counter() - t0, lat)
-
-
-def predicted_optimised(prof: profmod.Profile, plan: Plan) -> float | None:
-    """The plan's predicted fps scaled by how much faster optimised whole-model sessions ran
-    than unoptimised ones on each PE when profiled (the profile's per-layer costs are
-    unoptimised); None where the profile has no such figures."""
-    whole = prof.board.get("whole_model_ms") or {}
-    fast = prof.board.get("optimized_model_ms") or {}
-    if not whole or not all(p in whole and p in fast for p in plan.pe_load_ms):
-        return None
-    loads = [load * fast[p] / whole[p] for p, load in plan.pe_load_ms.items() if load > 0]
-    return 1000.0 / max(loads) if loads else None
-

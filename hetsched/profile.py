@@ -84,6 +84,14 @@ class Profile:
             link = self.transfer["default"]
         return link.cost_ms(nbytes)
 
+    def is_pipeline(self) -> bool:
+        """A pipeline profile: the detection loop's Preprocess first and Postprocess last."""
+        return bool(self.layers) and self.layers[0].op == "Preprocess" \
+            and self.layers[-1].op == "Postprocess"
+
+    def network_layers(self) -> list[ProfileLayer]:
+        return self.layers[1:-1] if self.is_pipeline() else self.layers
+
     def overhead_ms(self, pe: str) -> float:
         return self.stage_overhead_ms.get(pe, 0.0)
 
@@ -316,6 +324,7 @@ def check_model(profile: Profile, graph, where: str = "profile") -> None:
     if {k: list(v) for k, v in profile.model.inputs.items()} != shapes:
         _fail(where, f"made for inputs {profile.model.inputs}, the model has {shapes}")
     names = [layer.name for layer in graph.layers]
-    if [layer.name for layer in profile.layers] != names:
-        _fail(where, f"has {len(profile.layers)} layers that do not match the model's "
+    own = [layer.name for layer in profile.network_layers()]
+    if own != names:
+        _fail(where, f"has {len(own)} network layers that do not match the model's "
                      f"{len(names)} layers")

@@ -94,8 +94,9 @@ def detector(frames: int, rounds: int, workdir: str) -> dict:
     spec = from_dict({"model": {"zoo": "tiny-yolov3", "size": 416}, "pes": pes, "frames": frames,
                       "source": "synthetic:640x480"}, "bench")
     g, _ = job.load_model(spec.model, workdir)
-    prof, _ = job.cached_profile(g, pes, workdir, say=lambda m: print(m, file=sys.stderr))
-    plan, _, _ = job.plan_to_run(prof)   # what `hetsched demo` runs
+    prof, _ = job.cached_profile(g, pes, workdir, say=lambda m: print(m, file=sys.stderr),
+                                 spec=spec)
+    plan, _ = job.plan_to_run(prof)   # what `hetsched demo` runs: the best-priced plan
     piped, seq, seq1 = [], [], []
     for r in range(rounds):
         seq.append(job.run_sequential(g, spec, frames, threads=0).fps)
@@ -106,7 +107,6 @@ def detector(frames: int, rounds: int, workdir: str) -> dict:
     med = statistics.median
     return {"model": "tiny-yolov3-416", "pes": pes, "plan": plan.to_dict(),
             "predicted_fps": round(plan.throughput_fps, 2),
-            "predicted_fps_optimised": job.predicted_optimised(prof, plan),
             "frames_per_round": frames, "rounds": rounds,
             "pipeline_fps": [round(v, 2) for v in piped],
             "one_session_all_cores_fps": [round(v, 2) for v in seq],

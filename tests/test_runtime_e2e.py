@@ -177,3 +177,49 @@ def test_annotated_video_and_latest_mode(tmp_path, model_file, capsys):
         n += 1
     assert n == report["frames"] == 8 - report["dropped"] and n >= 1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_planned_pre_and_post_processing_give_the_unsplit_loops_detections(tmp_path):
+    """A pipeline profile's plan runs Preprocess and Postprocess as the stages it names, the
+    post-processing replicated over both cores here: every frame's detections equal the whole
+    loop run one frame at a time through the unsplit model, in order, none missing."""
+    from hetsched import job
+    from hetsched.ortsession import session
+    from hetsched.partition.cost import Stage, evaluate
+    from hetsched.profiler.loop import with_loop
+    from hetsched.profile import PE, Transfer
+    from hetsched.profiler import assemble
+    from hetsched.runtime.frame import Frame
+    from hetsched.runtime.sources import open_source
+    from hetsched.runtime.spec import from_dict
+    from hetsched.runtime.task import make_task
+    g = graph.load(build_zoo("tiny-yolov3", 128))
+    pes = [PE("cpu0", "cpu", {"cores": [0]}), PE("cpu1", "cpu", {"cores": [1]})]
+    net = assemble(g, pes, {"cpu0": [1.0] * len(g), "cpu1": [1.0] * len(g)},
+                   {"default": Transfer(0.0, 0.0)}, source="measured", board={"name": "t"})
+    prof = with_loop(net, {"cpu0": 1.0, "cpu1": 1.0}, {"cpu0": 2.0, "cpu1": 2.0},
+                     frame_bytes=640 * 480 * 3, result_bytes=1000, host_ms=0.5, loop={})
+    assert prof.is_pipeline() and len(prof.layers) == len(g) + 2
+    n = len(prof.layers)
+    stages = [Stage(("cpu0",), 0, 8), Stage(("cpu1",), 9, 20), Stage(("cpu0",), 21, n - 2),
+              Stage(("cpu0", "cpu1"), n - 1, n - 1)]
+    plan = evaluate(prof, stages)
+    out = tmp_path / "det.jsonl"
+    spec = from_dict({"model": {"zoo": "tiny-yolov3", "size": 128}, "frames": 12,
+                      "source": "synthetic:320x240", "sink": {"jsonl": str(out)}}, "test")
+    job.build_pipeline(g, prof, plan, spec, open_source(spec.source, 12)).run()
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["seq"] for r in got] == list(range(12))
+    task = make_task(g, spec.detect)
+    sess = session(g.model, 1, "all")
+    names = [o.name for o in sess.get_outputs()]
+    src = open_source(spec.source, 12)
+    for k in range(12):
+        f = Frame(k, src.read(), 0.0)
+        task.pre(f)
+        f.tensors.update(zip(names, sess.run(names, f.tensors)))
+        task.post(f)
+        want = f.result.to_list()
+        assert len(got[k]["detections"]) == len(want), k
+        for a, b in zip(got[k]["detections"], want):
+            assert a["class"] == b["class"] and np.allclose(a["box"], b["box"], atol=0.05)

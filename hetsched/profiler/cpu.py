@@ -28,7 +28,7 @@ from collections import defaultdict
 from ..graph import Graph
 from ..ortsession import random_feeds, session
 from ..pinning import PinnedThread
-from ..profile import PE, Profile
+from ..profile import PE, Profile, Transfer
 from . import assemble
 from .transfer import measure_transfers
 
@@ -176,6 +176,9 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
     if progress:
         progress("transfer", 0, 1)
     transfer, transfer_info = measure_transfers(pes)
+    cut = runtime_terms.cut_cost(graph, {pe.name: pe.extra["cores"] for pe in pes}, threads,
+                                 optimization, launch)
+    transfer = _with_cut_cost(transfer, cut)
     if progress:
         progress("transfer", 1, 1)
     board = {
@@ -198,7 +201,9 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
         "overhead_method": "stage_overhead_ms = hop_ms (runtime hand-off, a pipeline of 4 empty "
                            "stages on the PE, 400 frames) + launch_ms (one run of a one-node "
                            "session, median of 300)",
-        "transfer_method": transfer_info,
+        "transfer_method": transfer_info + "; plus, on the consumer, the measured cost of a cut "
+                           "(board.cut_cost; alone as the same-PE 'p->p' entry)",
+        "cut_cost": cut,
     }
     spread = _core_spread({p: sum(c) for p, c in costs.items()})
     if spread is not None:
@@ -212,6 +217,27 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
     prof.stage_overhead_ms = {p: round(launch[p] + hop[p], 4) for p in launch}
     prof.contention = cont
     return prof
+
+
+def _with_cut_cost(transfer: dict[str, Transfer], cut: dict[str, dict]) -> dict[str, Transfer]:
+    """A tensor passed between two stages costs its consumer the cut (layout conversion, lost
+    fusion) on top of the hand-off: the `"q->q"` entry alone, added to every `"p->q"`."""
+    out = {}
+    for key, t in transfer.items():
+        if key == "default":
+            continue
+        q = key.split("->")[1]
+        c = cut.get(q, {})
+        out[key] = Transfer(round(t.latency_ms + c.get("latency_ms", 0.0), 5),
+                            round(t.ms_per_mb + c.get("ms_per_mb", 0.0), 5))
+    for p, c in cut.items():
+        out[f"{p}->{p}"] = Transfer(c["latency_ms"], c["ms_per_mb"])
+    cross = [t for k, t in out.items() if k.split("->")[0] != k.split("->")[1]]
+    base = cross or list(out.values())
+    out["default"] = Transfer(round(statistics.mean(t.latency_ms for t in base), 5),
+                              round(statistics.mean(t.ms_per_mb for t in base), 5)) \
+        if base else transfer["default"]
+    return out
 
 
 def _core_spread(summed: dict[str, float]) -> dict | None:

@@ -156,3 +156,38 @@ def _pair(model, cores_p, cores_q, threads_p, threads_q, optimization, rounds):
         stop.set()
         busy.set()
         worker.join(5.0)
+
+
+def cut_cost(graph, cores: dict[str, list[int]], threads: dict[str, int], optimization: str,
+             launch: dict[str, float], *, cuts: int = 8, window: int = 3, seed: int = 0,
+             runs: int = 7) -> dict[str, dict[str, float]]:
+    """What cutting a model costs a PE beyond the extra launch: a window of layers a..c timed
+    whole and as a..b and b+1..c (onnxruntime then converts the tensors crossing b out of and
+    back into its blocked layout, and cannot fuse across b), fitted per PE to
+    `latency_ms + ms_per_mb * MB crossing b` (both >= 0). The contract charges it where a tensor
+    passes between two stages: as the `"p->p"` transfer on one PE, and on top of the hand-off
+    between two PEs."""
+    from .segments import time_segments
+    from .transfer import fit
+    n = len(graph)
+    rng = np.random.default_rng(seed)
+    points = sorted({int(b) for b in rng.integers(1, n, cuts * 3)})[:cuts * 2]
+    points = [points[k] for k in np.linspace(0, len(points) - 1, min(cuts, len(points))).astype(int)] \
+        if points else []
+    segments, where = [], []
+    for b in points:
+        a, c = max(0, b - window), min(n - 1, b + window - 1)
+        where.append((b, len(segments)))
+        segments += [(a, c), (a, b - 1), (b, c)]
+    times = time_segments(graph, segments, cores, threads, optimization, runs=runs)
+    out = {}
+    for p in cores:
+        pts = []
+        for b, k in where:
+            extra = times[(p, k + 1)] + times[(p, k + 2)] - times[(p, k)] - launch.get(p, 0.0)
+            nbytes = sum(graph.tensors[t].bytes for t in graph.crossing(b))
+            pts.append((nbytes, max(extra, 0.0) / 1e3))
+        t = fit(pts) if len(pts) >= 2 else None
+        out[p] = {"latency_ms": round(t.latency_ms, 5) if t else 0.0,
+                  "ms_per_mb": round(t.ms_per_mb, 5) if t else 0.0, "cuts": points}
+    return out

@@ -51,19 +51,24 @@ def random_segments(n: int, count: int, seed: int = 0) -> list[tuple[int, int]]:
     return out
 
 
-def predicted_ms(prof: Profile, pe: str, first: int, last: int) -> float:
+def predicted_ms(prof: Profile, pe: str, first: int, last: int, graph: Graph | None = None) -> float:
+    """Layers + the engine's launch + half the cut at each end that is a cut: the profile's
+    `"p->p"` entry prices one whole cut (converting out on one side, back in on the other, the
+    fusion lost), and a segment run alone pays one side of each."""
     launch = (prof.board.get("launch_ms") or {}).get(pe, 0.0)
-    return sum(prof.layers[i].cost_ms[pe] or 0.0 for i in range(first, last + 1)) + launch
+    total = sum(prof.layers[i].cost_ms[pe] or 0.0 for i in range(first, last + 1)) + launch
+    if graph is not None and f"{pe}->{pe}" in prof.transfer:
+        for b in (first, last + 1):
+            if 0 < b < len(graph):
+                nbytes = sum(graph.tensors[t].bytes for t in graph.crossing(b))
+                total += 0.5 * prof.transfer_ms(pe, pe, nbytes)
+    return total
 
 
-def check_segments(graph: Graph, prof: Profile, segments: list[tuple[int, int]], *,
-                   runs: int = 7, warmup: int = 2, pes: list[str] | None = None,
-                   progress=None) -> list[SegmentTime]:
-    """Each segment run as a stage on each CPU PE of the profile, against its prediction."""
-    from .pes import cpu_pe
-    pes = pes or [p for p, pe in prof.pes.items() if pe.kind == "cpu"]
-    optimization = prof.engine.get("optimization", "disable")
-    threads = prof.engine.get("intra_op_threads", {})
+def time_segments(graph: Graph, segments: list[tuple[int, int]], cores: dict[str, list[int]],
+                  threads: dict[str, int], optimization: str, *, runs: int = 7, warmup: int = 2,
+                  progress=None) -> dict[tuple[str, int], float]:
+    """Median ms of one `run` of each segment's session on each PE, (pe, segment index) keyed."""
     models = [graph.submodel(a, b) for a, b in segments]
     runners: dict[str, PinnedThread] = {}
     sessions: dict[str, list] = {}
@@ -74,17 +79,16 @@ def check_segments(graph: Graph, prof: Profile, segments: list[tuple[int, int]],
             sess.run(None, feeds)
             return time.perf_counter() - t0
         return run
+    samples = {(p, k): [] for p in cores for k in range(len(segments))}
     try:
-        for p in pes:
-            cores = cpu_pe(p).extra["cores"]
-            runners[p] = PinnedThread(cores, f"segments-{p}")
-            n = int(threads.get(p, len(cores)))
+        for p, c in cores.items():
+            runners[p] = PinnedThread(c, f"segments-{p}")
+            n = int(threads.get(p, len(c)))
             made = runners[p].call(lambda n=n: [session(m, n, optimization) for m in models])
             sessions[p] = [timed(s, random_feeds(s)) for s in made]
-        samples = {(p, k): [] for p in pes for k in range(len(segments))}
         for r in range(warmup + runs):
             for k in range(len(segments)):
-                for p in pes:
+                for p in cores:
                     t = runners[p].call(sessions[p][k])
                     if r >= warmup:
                         samples[(p, k)].append(t)
@@ -93,6 +97,18 @@ def check_segments(graph: Graph, prof: Profile, segments: list[tuple[int, int]],
     finally:
         for runner in runners.values():
             runner.close()
-    return [SegmentTime(p, a, b, predicted_ms(prof, p, a, b),
-                        statistics.median(samples[(p, k)]) * 1e3)
+    return {key: statistics.median(v) * 1e3 for key, v in samples.items()}
+
+
+def check_segments(graph: Graph, prof: Profile, segments: list[tuple[int, int]], *,
+                   runs: int = 7, warmup: int = 2, pes: list[str] | None = None,
+                   progress=None) -> list[SegmentTime]:
+    """Each segment run as a stage on each CPU PE of the profile, against its prediction."""
+    from .pes import cpu_pe
+    pes = pes or [p for p, pe in prof.pes.items() if pe.kind == "cpu"]
+    cores = {p: cpu_pe(p).extra["cores"] for p in pes}
+    measured = time_segments(graph, segments, cores, prof.engine.get("intra_op_threads", {}),
+                             prof.engine.get("optimization", "disable"), runs=runs,
+                             warmup=warmup, progress=progress)
+    return [SegmentTime(p, a, b, predicted_ms(prof, p, a, b, graph), measured[(p, k)])
             for k, (a, b) in enumerate(segments) for p in pes]

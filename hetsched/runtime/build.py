@@ -78,37 +78,71 @@ def place(plan_stages: list[PlanStage], profile: Profile | None, *, emulate: boo
     return out
 
 
-def keep_sets(graph: Graph, plan_stages: list[PlanStage]) -> list[frozenset[str]]:
-    """After stage j, the tensors a later stage reads plus the graph outputs made so far."""
+def keep_sets(graph: Graph, spans: list[tuple[int, int]]) -> list[frozenset[str]]:
+    """After each network span (first, last; empty when last < first), the tensors a later span
+    reads plus the graph outputs made so far (Postprocess and `--dump` read those)."""
     outs = set(graph.outputs)
     sets = []
-    for s in plan_stages:
-        later = {t for layer in graph.layers[s.last + 1:] for t in layer.inputs}
-        made = {t for layer in graph.layers[: s.last + 1] for t in layer.outputs}
+    for first, last in spans:
+        end = max(last, first - 1)
+        later = {t for layer in graph.layers[end + 1:] for t in layer.inputs}
+        made = {t for layer in graph.layers[: end + 1] for t in layer.outputs}
         sets.append(frozenset((later | outs) & (made | set(graph.inputs))))
     return sets
 
 
+class _Nothing:
+    """The engine of a stage that holds only the planned Preprocess or Postprocess."""
+
+    def __init__(self, pe):
+        self.pe, self.input_names, self.output_names = pe, [], []
+
+    def run(self, feeds):
+        return {}
+
+    def close(self):
+        pass
+
+
+def network_spans(plan_stages: list[PlanStage], n_layers: int, loop: bool) -> list[tuple[int, int]]:
+    """Each stage's span of network layers: the plan's own for a network profile; for a pipeline
+    profile (Preprocess first, Postprocess last) shifted past the Preprocess, and possibly
+    empty (last < first) for a stage that holds only pre- or post-processing."""
+    if not loop:
+        return [(s.first, s.last) for s in plan_stages]
+    return [(max(s.first, 1) - 1, min(s.last, n_layers - 2) - 1) for s in plan_stages]
+
+
 def build_stages(graph: Graph, plan_stages: list[PlanStage], placement: Placement,
                  opts: EngineOptions, profile: Profile | None = None,
-                 dla_fallback: bool = False) -> list[Stage]:
-    if plan_stages[-1].last != len(graph) - 1 or plan_stages[0].first != 0:
+                 dla_fallback: bool = False, pre=None, post=None) -> list[Stage]:
+    """The runtime's stages for a plan. With a pipeline profile, `pre` and `post` (the task's
+    pre- and post-processing) run in the stages the plan gives its Preprocess and Postprocess."""
+    loop = profile is not None and profile.is_pipeline()
+    n = len(profile.layers) if loop else len(graph)
+    if plan_stages[-1].last != n - 1 or plan_stages[0].first != 0:
         raise HetschedError(f"the plan covers layers {plan_stages[0].first}..{plan_stages[-1].last}"
-                            f", the model has 0..{len(graph) - 1}")
-    subs = graph.split([s.first for s in plan_stages[1:]])
+                            f", the {'pipeline profile' if loop else 'model'} has 0..{n - 1}")
+    if loop and (pre is None or post is None):
+        raise HetschedError("a pipeline profile's plan needs the task's pre- and post-processing")
+    spans = network_spans(plan_stages, n, loop)
     hold = {}
     if placement.emulated:
         priced = evaluate(profile, plan_stages, check=False, dla_fallback=dla_fallback)
         hold = {(j, pe): c.time_ms(pe) for j, c in enumerate(priced.stage_costs) for pe in c.compute_ms}
     stages = []
-    for j, (s, sub, keep) in enumerate(zip(plan_stages, subs, keep_sets(graph, plan_stages))):
+    for j, (s, (a, b), keep) in enumerate(zip(plan_stages, spans, keep_sets(graph, spans))):
+        sub = graph.submodel(a, b) if a <= b else None
         workers = []
         for pe in s.pes:
             name = placement.backends[pe]
             extra = {"hold_ms": hold[(j, pe)]} if name == "emulated" else {}
 
             def opener(sub=sub, pe=pe, name=name, extra=extra):
+                if sub is None:
+                    return _Nothing(pe)
                 return backend(name)(sub, pe, opts, **extra)
             workers.append(Worker(pe, opener, placement.cores.get(pe)))
-        stages.append(Stage(workers, keep))
+        stages.append(Stage(workers, keep, pre if loop and s.first == 0 else None,
+                            post if loop and s.last == n - 1 else None))
     return stages

@@ -79,13 +79,18 @@ class Worker:
 class Stage:
     workers: list[Worker]
     keep: frozenset[str] | None = None   # tensors later hops still need (None: keep all)
+    # a planned Preprocess / Postprocess (pipeline profiles): run on the stage's PE, under its
+    # lock, before and after the network part
+    pre: Callable[[Frame], None] | None = None
+    post: Callable[[Frame], None] | None = None
 
 
 class Pipeline:
     def __init__(self, source: Source, stages: list[Stage], *, pre: Callable[[Frame], None],
                  post: Callable[[Frame], None], sinks: list[Sink] = (), buffers: int = 2,
                  pre_threads: int = 1, post_threads: int = 1, mode: str = "lossless",
-                 max_frames: int | None = None, keep_image: bool = False, record: int = 0):
+                 max_frames: int | None = None, keep_image: bool = False, record: int = 0,
+                 host_cores: list[int] | None = None):
         if mode not in MODES:
             raise HetschedError(f"pipeline mode '{mode}' is not one of {', '.join(MODES)}")
         if buffers < 1 or pre_threads < 1 or post_threads < 1:
@@ -121,6 +126,7 @@ class Pipeline:
         self._t_start = self._t_end = None
         self._threads: list[threading.Thread] = []
         self._record = record     # keep the first `record` engine runs for a timeline
+        self._host_cores = host_cores   # the source and sink run on the host (contract: host_ms)
         self.events: list[tuple[int, str, int, float, float]] = []   # stage, PE, seq, t0, t1
 
     # --- control -------------------------------------------------------------------------
@@ -147,6 +153,8 @@ class Pipeline:
     # --- threads -------------------------------------------------------------------------
 
     def _source_loop(self) -> None:
+        if self._host_cores:
+            pin_current_thread(self._host_cores)
         try:
             while not self._ready.wait(0.05):
                 if self._abort.is_set():
@@ -208,6 +216,7 @@ class Pipeline:
         inq = self.q_stage[j][m]
         outs = self.q_stage[j + 1] if j + 1 < len(self.stages) else [self.q_post]
         keep = self.stages[j].keep
+        pre, post = self.stages[j].pre, self.stages[j].post
         lock = self._pe_locks[worker.pe]
         try:
             while True:
@@ -215,15 +224,26 @@ class Pipeline:
                 while not lock.acquire(timeout=0.05):
                     if self._abort.is_set():
                         raise Aborted
+                part = "engine"
                 try:
                     t0 = time.perf_counter()
+                    if pre is not None:
+                        part = "pre-processing"
+                        pre(frame)
+                        part = "engine"
                     out = engine.run(frame.tensors)
+                    if post is not None:
+                        frame.tensors.update(out)
+                        out = {}
+                        part = "post-processing"
+                        post(frame)
                     t1 = time.perf_counter()
                     stats.busy_s += t1 - t0
                     if len(self.events) < self._record:
                         self.events.append((j, worker.pe, frame.seq, t0 - self._t_start, t1 - self._t_start))
                 except Exception as e:
-                    self._fail(f"{where} failed on frame {frame.seq}: {_why(e)}")
+                    what = where if part == "engine" else f"{part} in {where}"
+                    self._fail(f"{what} failed on frame {frame.seq}: {_why(e)}")
                     return
                 finally:
                     lock.release()
@@ -259,6 +279,8 @@ class Pipeline:
             pass
 
     def _sink_loop(self) -> None:
+        if self._host_cores:
+            pin_current_thread(self._host_cores)
         ended = False
         waiting: list = []
         next_seq = 0
