@@ -210,8 +210,11 @@ def _chosen(prof: Profile, spec: RunSpec, ms, time_limit: float) -> str | None:
         run, _ = job.plan_to_run(prof, job.AUTO_METHODS, pes=spec.pes, time_limit_s=time_limit)
     except HetschedError:
         return None
-    for m in ms:
-        if m.plan is not None and m.name in PLANNED and m.plan["stages"] == run.to_dict()["stages"]:
+    named = {m.name: m for m in ms if m.plan is not None and m.name in PLANNED}
+    if run.method in named:
+        return run.method
+    for m in named.values():       # the same plan measured under another method's name
+        if m.plan["stages"] == run.to_dict()["stages"]:
             return m.name
     return run.method
 

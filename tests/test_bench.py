@@ -6,11 +6,31 @@ import json
 from hetsched.cli import main
 
 
-def test_bench_model_json_and_report(tmp_path, capsys, monkeypatch):
+def test_bench_model_measures_whole_loops_with_predictions(tmp_path, capsys, monkeypatch):
+    """Without a spec: the whole loop (source, pre, network, post, sink) by every method, each
+    planned one with the fps its plan predicts, and the method `hetsched run` would choose."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--model", "tiny-yolov2", "--size", "64", "--source", "synthetic:96x64",
+                 "--frames", "3", "--repeat", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["baseline"] == "loop-sequential"
+    assert set(doc["methods"]) == {"loop-sequential", "loop-intra-op", "replicate", "heuristic",
+                                   "optimal"}
+    for name, m in doc["methods"].items():
+        assert m["fps"] > 0, name
+        if name in ("replicate", "heuristic", "optimal"):
+            assert m["predicted_fps"] > 0 and m["plan"]["stages"][0]["first"] == 0
+        else:
+            assert m["predicted_fps"] is None
+    # the plans are of the pipeline profile: pre-processing is layer 0 of the first stage
+    assert doc["chosen"] in ("heuristic", "optimal")
+
+
+def test_bench_network_only_json_and_report(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench"
     assert main(["bench", "--model", "tiny-yolov2", "--size", "64", "--frames", "3", "--repeat", "2",
-                 "--pes", "cpu0", "-o", str(out), "--json"]) == 0
+                 "--pes", "cpu0", "--network-only", "-o", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["baseline"] == "sequential"
     assert set(doc["methods"]) == {"sequential", "intra-op", "replicate", "heuristic", "optimal"}
