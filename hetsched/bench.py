@@ -42,25 +42,27 @@ LOOP_METHODS = ("loop-sequential", "loop-intra-op", "replicate", "heuristic", "o
 PLANNED = ("replicate", "heuristic", "optimal")
 
 
-class _Tensors:
-    """A source of ready-made network inputs, cycling over a few distinct ones."""
-    name = "tensors"
-
-    def __init__(self, feeds: list[dict], frames: int):
-        self.feeds, self.frames, self.i = feeds, frames, 0
-
-    def read(self):
-        if self.i >= self.frames:
-            return None
-        self.i += 1
-        return self.feeds[(self.i - 1) % len(self.feeds)]
-
-    def close(self):
-        pass
+def _loop(sess, feeds, frames) -> Report:
+    names = [o.name for o in sess.get_outputs()]
+    lat = []
+    t0 = time.perf_counter()
+    for i in range(frames):
+        a = time.perf_counter()
+        sess.run(names, feeds[i % len(feeds)])
+        lat.append((time.perf_counter() - a) * 1e3)
+    return Report(frames, time.perf_counter() - t0, lat)
 
 
-def _feed(frame):
-    frame.tensors = dict(frame.image)
+@dataclass
+class Method:
+    name: str
+    run: object                      # () -> Report
+    plan: dict | None = None
+    predicted: float | None = None      # the plan's throughput under the profile (fps)
+    fps: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    joules: list[float] = field(default_factory=list)
+    error: str | None = None
 
 
 def _loop(sess, feeds, frames) -> Report:
@@ -101,9 +103,6 @@ def _intra_op_loop(g: Graph, spec: RunSpec, frames: int) -> Report:
 
 
 def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_limit: float):
-    from .runtime.pipeline import Pipeline
-    from .runtime.build import build_stages, place
-    from .engines import EngineOptions
     loop = prof.is_pipeline()
     probe = session(g.model, 1, spec.optimization)
     feeds = [random_feeds(probe, seed) for seed in range(4)]
@@ -122,7 +121,7 @@ def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_li
             m.run = lambda plan=plan: job.build_pipeline(
                 g, prof, plan, spec, open_source(spec.source, frames)).run()
         elif name == "loop-intra-op":
-            m.run = lambda: _intra_op_loop(g, spec, frames)
+            m.run = lambda: job.intra_op_pipeline(g, spec, open_source(spec.source, frames)).run()
         elif name == "sequential":
             m.run = lambda s=session(g.model, 1, spec.optimization): _loop(s, feeds, frames)
         elif name == "intra-op":
@@ -136,15 +135,7 @@ def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_li
                 out.append(m)
                 continue
             m.plan, m.predicted = plan.to_dict(), plan.throughput_fps
-            opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization)
-
-            def run(plan=plan, opts=opts):
-                stages = build_stages(g, plan.stages, place(plan.stages, prof), opts, prof,
-                                      plan.dla_fallback)
-                pipe = Pipeline(_Tensors(feeds, frames), stages, pre=_feed, post=lambda f: None,
-                                buffers=spec.buffers)
-                return pipe.run()
-            m.run = run
+            m.run = lambda plan=plan: job.network_pipeline(g, prof, plan, spec, feeds, frames).run()
         elif name == "loop-sequential":
             m.run = lambda: job.run_sequential(g, spec, frames, threads=1)
         elif name == "loop-pipelined":

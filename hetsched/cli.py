@@ -280,12 +280,14 @@ def cmd_run(args) -> int:
         prof = profile.load(spec.profile)
         profile.check_model(prof, g, spec.profile)
     elif "method" in spec.plan:
+        # the whole detection loop is planned: pre- and post-processing are stages of the plan
         prof, _ = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
-                                     progress=Progress(), say=say)
-    plan = job.plan_for(prof, spec.plan, spec.pes, len(g))
+                                     progress=Progress(), say=say, spec=spec)
+    plan = job.plan_for(prof, spec.plan, spec.pes, len(prof.layers) if prof else len(g))
     if prof is not None and not args.json:
         print(format_plan(prof, plan) + "\n")
-    pipe = job.build_pipeline(g, prof, plan, spec, source, record=1500 if args.timeline else 0)
+    pipe = job.build_pipeline(g, prof, plan, spec, source, record=1500 if args.timeline else 0,
+                              say=say)
     say(f"running {spec.source} through {len(plan.stages)} stage(s) "
         f"({spec.frames if spec.frames is not None else 'all'} frames, Ctrl-C stops)")
     try:

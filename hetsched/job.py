@@ -110,7 +110,8 @@ def _loop_profile(g, net: profmod.Profile, pes, spec: RunSpec, workdir: Path, re
                      result_bytes=m["result_bytes"], host_ms=m["host_ms"],
                      loop={"source": spec.source, "boxes_per_frame": m["boxes_per_frame"],
                            "detect": vars(spec.detect), "host_ms_method":
-                           "median source read + JSON encoding of one result, on the host"})
+                           "median source read + JSON encoding of one result, on the host"},
+                     contention=m["contention"])
     profmod.save(prof, path)
     return prof, path
 
@@ -224,6 +225,54 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
                     buffers=spec.buffers, pre_threads=spec.pre_threads,
                     post_threads=spec.post_threads, mode=spec.mode, max_frames=spec.frames,
                     keep_image=needs_image or loop, record=record, host_cores=host_cores)
+
+
+class TensorSource:
+    """Ready-made network inputs as a source, cycling over a few distinct ones: what the
+    network-only runs (`bench --network-only`, scripts/closing_loop.py) stream."""
+    name = "tensors"
+
+    def __init__(self, feeds: list[dict], frames: int):
+        self.feeds, self.frames, self.i = feeds, frames, 0
+
+    def read(self):
+        if self.i >= self.frames:
+            return None
+        self.i += 1
+        return self.feeds[(self.i - 1) % len(self.feeds)]
+
+    def close(self):
+        pass
+
+
+def _feed(frame) -> None:
+    frame.tensors = dict(frame.image)
+
+
+def network_pipeline(g: graphmod.Graph, prof: profmod.Profile, plan: Plan, spec: RunSpec,
+                     feeds: list[dict], frames: int) -> Pipeline:
+    """The network alone through `plan` (a network profile's): `feeds` cycle as its inputs, no
+    decoding, pre- or post-processing."""
+    opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization,
+                         emulate=spec.emulate or "timing")
+    stages = build_stages(g, plan.stages, place(plan.stages, prof, emulate=bool(spec.emulate)),
+                          opts, prof, plan.dla_fallback)
+    return Pipeline(TensorSource(feeds, frames), stages, pre=_feed, post=_pass,
+                    buffers=spec.buffers)
+
+
+def intra_op_pipeline(g: graphmod.Graph, spec: RunSpec, source) -> Pipeline:
+    """The best simple alternative a user writes: one session over the whole model whose
+    intra-op threads use every core, with reading, pre- and post-processing in the runtime's
+    threads around it (the spec's pools)."""
+    from .engines import backend
+    from .runtime.pipeline import Stage, Worker
+    task = make_task(g, spec.detect)
+    opts = EngineOptions(threads=0, optimization=spec.optimization)
+    worker = Worker("all-cores", lambda: backend("onnxruntime-cpu")(g.model, "all-cores", opts))
+    return Pipeline(source, [Stage([worker])], pre=task.pre, post=task.post,
+                    buffers=spec.buffers, pre_threads=spec.pre_threads,
+                    post_threads=spec.post_threads, max_frames=spec.frames)
 
 
 def _pass(frame) -> None:

@@ -8,6 +8,13 @@ whose pre/post-processing runs on this machine's two cores; for the latter the s
 given the pre/post times measured here, in-process, on the same frames.
 
     python scripts/closing_loop.py [--frames 300] [--source synthetic:320x240] [-o out/closing_loop.json]
+
+With `--cpu DIR`: the whole detection loop on this machine's CPU PEs instead. DIR holds the
+`hetsched bench --model M --size N --json` documents of each model (`M-N.json`, as written by
+the README's table command); each planned method's plan, over the pipeline profile the bench
+cached in `out/`, is replayed by the simulator and set against the fps the runtime measured.
+
+    python scripts/closing_loop.py --cpu out/bench/loop
 """
 
 from __future__ import annotations
@@ -24,10 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from hetsched import graph, job  # noqa: E402
-from hetsched.bench import _feed, _Tensors  # noqa: E402
-from hetsched.engines import EngineOptions  # noqa: E402
-from hetsched.runtime.build import build_stages, place  # noqa: E402
-from hetsched.runtime.pipeline import Pipeline  # noqa: E402
 from hetsched.atomic import write_text  # noqa: E402
 from hetsched.models.zoo import ZOO, build_zoo  # noqa: E402
 from hetsched.partition import make_plan  # noqa: E402
@@ -59,13 +62,44 @@ def pre_post_ms(g, spec, n=30):
     return statistics.median(pre), statistics.median(post)
 
 
+def cpu_loop(folder: Path, workdir: Path) -> int:
+    from hetsched import profile
+    from hetsched.partition.cost import evaluate, stages_from_dicts
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        doc = json.loads(path.read_text())
+        model = doc["model"]
+        pes = "_".join(next(m["plan"] for m in doc["methods"].values() if m.get("plan"))
+                       ["pe_load_ms"].keys())
+        cached = sorted(workdir.glob(f"{model}.{pes}.loop-*.profile.json"))
+        if not cached:
+            print(f"{path.name}: no cached pipeline profile for {model} in {workdir}", file=sys.stderr)
+            continue
+        prof = profile.load(cached[-1])
+        for name, m in doc["methods"].items():
+            if not m.get("plan") or "fps" not in m:
+                continue
+            plan = evaluate(prof, stages_from_dicts(m["plan"]["stages"]), name, check=False)
+            sim = simulate(prof, plan, frames=200, buffers=2)
+            rows.append(f"| {model} | {name} | {len(plan.stages)} | {plan.throughput_fps:.2f} | "
+                        f"{sim.throughput_fps:.2f} | {m['fps']:.2f} | {m['fps'] / sim.throughput_fps:.3f} |")
+    print("| model | method | stages | bound fps | simulated fps (200 frames) | runtime fps | runtime / sim |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cpu", metavar="DIR", help="the whole loop on CPU PEs, from bench JSON in DIR")
+    ap.add_argument("--workdir", default="out", help="where the bench cached its profiles")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--source", default="synthetic:320x240")
     ap.add_argument("--models", default=",".join(ZOO))
     ap.add_argument("-o", "--output", default="out/closing_loop.json")
     args = ap.parse_args()
+    if args.cpu:
+        return cpu_loop(Path(args.cpu), Path(args.workdir))
     board = load_board("jetson-agx-xavier")
     rows, doc = [], {}
     for name in args.models.split(","):
@@ -77,8 +111,7 @@ def main() -> int:
         pre, post = pre_post_ms(g, spec)
         free = simulate(prof, plan, frames=args.frames)
         feeds = [{g.inputs[0]: np.zeros(g.tensors[g.inputs[0]].shape, np.float32)}]
-        stages = build_stages(g, plan.stages, place(plan.stages, prof), EngineOptions(emulate="timing"), prof)
-        net = Pipeline(_Tensors(feeds, args.frames), stages, pre=_feed, post=lambda f: None).run()
+        net = job.network_pipeline(g, prof, plan, spec, feeds, args.frames).run()
         costed = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post)
         loop = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames)).run()
         doc[name] = {"plan": plan.to_dict(), "bound_fps": plan.throughput_fps,

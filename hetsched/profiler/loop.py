@@ -27,8 +27,10 @@ FRAME, DETECTIONS = "hetsched.frame", "hetsched.detections"
 
 
 def with_loop(net: Profile, pre_ms: dict[str, float], post_ms: dict[str, float], *,
-              frame_bytes: int, result_bytes: int, host_ms: float, loop: dict) -> Profile:
-    """A pipeline profile: `net`'s layers between a Preprocess and a Postprocess layer."""
+              frame_bytes: int, result_bytes: int, host_ms: float, loop: dict,
+              contention: dict | None = None) -> Profile:
+    """A pipeline profile: `net`'s layers between a Preprocess and a Postprocess layer; the
+    whole loop's `contention` replaces the network's where given (kept in `board.loop`)."""
     if net.is_pipeline():
         raise ValueError("the profile already holds the detection loop")
     inputs = [t for t in net.graph_inputs()]
@@ -42,6 +44,11 @@ def with_loop(net: Profile, pre_ms: dict[str, float], post_ms: dict[str, float],
     prof.graph_outputs = [DETECTIONS]
     prof.host_ms = float(host_ms)
     prof.board = {**prof.board, "loop": loop}
+    if contention:
+        prof.board["loop"] = {**loop, "network_contention": net.contention,
+                              "contention_method": "the loop body (Preprocess, network, "
+                              "Postprocess) alone and beside the other PE doing the same"}
+        prof.contention = {p: dict(row) for p, row in contention.items()}
     return prof
 
 
@@ -112,6 +119,22 @@ def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9
     t0 = time.perf_counter()
     encoded = [json.dumps(result_record(f)) + "\n" for f in results[:20]]
     encode = (time.perf_counter() - t0) / max(1, len(encoded))
+    contention = {}
+    if len(pes) > 1:
+        from .runtime_terms import contention_of
+
+        def loop_body(pe):
+            mine = session(graph.model, 1, optimization)
+            k = [0]
+
+            def run():
+                f = Frame(k[0], images[k[0] % len(images)], 0.0)
+                k[0] += 1
+                task.pre(f)
+                f.tensors.update(zip(names, mine.run(names, f.tensors)))
+                task.post(f)
+            return run
+        contention = contention_of(loop_body, {pe.name: pe.extra["cores"] for pe in pes})
     boxes = [len(f.result.to_list()) if hasattr(f.result, "to_list") else 0 for f in results[:20]]
     return {"pre_ms": {p: _median_ms(v) for p, v in pre.items()},
             "post_ms": {p: _median_ms(v) for p, v in post.items()},
@@ -119,4 +142,4 @@ def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9
             "frame_bytes": int(images[0].nbytes),
             "result_bytes": int(np.median([len(e) for e in encoded])) if encoded else 0,
             "boxes_per_frame": float(np.median(boxes)) if boxes else 0.0,
-            "host": host}
+            "contention": contention, "host": host}

@@ -5,10 +5,13 @@
   from the input channel, the PE lock, hand it on), from a pipeline of empty stages all on p; and
   `launch_ms`, one onnxruntime `run` of a one-node model at the engine's configuration (what a
   session costs before its first kernel).
-- `contention[p][q]`: p's slowdown while q is busy: the same session on p timed alone and beside
-  a thread on q running the model without pause, alternating alone / beside round by round,
-  medians. Recorded as measured, including values near 0; a negative figure (noise: p ran faster
-  beside q) is recorded as 0, since the contract's planners take contention as >= 0.
+- `contention[p][q]`: p's slowdown while q is busy: the same work on p timed alone and beside a
+  thread on q doing the same without pause, alternating alone / beside round by round, medians.
+  The work is the network's session for a network profile, and the whole loop body (Preprocess,
+  the network, Postprocess) for a pipeline profile: Python's GIL serialises much of pre- and
+  post-processing, so two cores running the loop slow each other far more (~10% on the VM) than
+  two sessions do (1-3%). Recorded as measured, including values near 0; a negative figure
+  (noise: p ran faster beside q) is recorded as 0, since the planners take contention as >= 0.
 
 Everything here runs real threads, so it lives beside the profiler, not in the planning maths.
 """
@@ -93,21 +96,31 @@ def launch_ms(cores, threads: int, optimization: str, runs: int = 300) -> float:
 
 def contention(model: bytes, cores: dict[str, list[int]], threads: dict[str, int],
                optimization: str, rounds: int = 5) -> dict[str, dict[str, float]]:
-    """contention[p][q] for every ordered pair of the PEs in `cores` (see the module docstring)."""
+    """contention[p][q] for every ordered pair of the PEs in `cores` (see the module docstring),
+    with the network's session as the work on both."""
+    def work(n):
+        sess = session(model, n, optimization)
+        feeds = random_feeds(sess)
+        return lambda: sess.run(None, feeds)
+    return contention_of(lambda pe: work(threads[pe]), cores, rounds)
+
+
+def contention_of(make_work, cores: dict[str, list[int]], rounds: int = 5) -> dict[str, dict[str, float]]:
+    """contention[p][q]: `make_work(pe)()` (built and run on pe's pinned thread) timed on p alone
+    and while q runs its own without pause, alternating, medians; >= 0."""
     out: dict[str, dict[str, float]] = {}
     names = list(cores)
     for p in names:
         for q in names:
             if p == q:
                 continue
-            alone, beside = _pair(model, cores[p], cores[q], threads[p], threads[q], optimization,
-                                  rounds)
+            alone, beside = _pair(make_work, p, q, cores[p], cores[q], rounds)
             out.setdefault(p, {})[q] = round(max(0.0, beside / alone - 1.0), 4)
     return out
 
 
-def _pair(model, cores_p, cores_q, threads_p, threads_q, optimization, rounds):
-    """(median time on p alone, median time on p while q runs the model without pause)."""
+def _pair(make_work, p, q, cores_p, cores_q, rounds):
+    """(median time of p's work alone, median while q runs its work without pause)."""
     stop = threading.Event()
     busy = threading.Event()
     ready = threading.Event()
@@ -116,31 +129,28 @@ def _pair(model, cores_p, cores_q, threads_p, threads_q, optimization, rounds):
     def load():
         try:
             pin_current_thread(cores_q)
-            sess = session(model, threads_q, optimization)
-            feeds = random_feeds(sess)
+            run = make_work(q)
             ready.set()
             while not stop.is_set():
                 if busy.wait(0.01):
-                    sess.run(None, feeds)
+                    run()
         except BaseException as e:   # carried back as a value
             failure.append(e)
             ready.set()
 
     def measure():
-        sess = session(model, threads_p, optimization)
-        feeds = random_feeds(sess)
-        sess.run(None, feeds)
+        run = make_work(p)
+        run()
         alone, beside = [], []
         for _ in range(rounds):
             for flag, into in ((False, alone), (True, beside)):
                 if flag:
                     busy.set()
-                    time.sleep(0.02)       # let q get going
                 else:
                     busy.clear()
-                    time.sleep(0.02)
+                time.sleep(0.02)       # let q start (or finish) its current run
                 t0 = time.perf_counter()
-                sess.run(None, feeds)
+                run()
                 into.append(time.perf_counter() - t0)
         busy.clear()
         return statistics.median(alone), statistics.median(beside)

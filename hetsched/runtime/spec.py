@@ -4,8 +4,9 @@
 model: {zoo: tiny-yolov3, size: 416}    # or {darknet: x.cfg, weights: x.weights} or {onnx: m.onnx}
 pes: [cpu0, cpu1]                       # default: one PE per usable core
 profile: null                           # a profile file; default: measured here and cached
-plan: {method: auto}                    # auto: fewest stages within 3% of the best of heuristic,
-                                        # replicate, single; or any `hetsched plan` method, or
+plan: {method: auto}                    # auto: the best-priced plan of the whole loop (the
+                                        # optimum when proven, else the heuristic's); or any
+                                        # `hetsched plan` method, or
                                         # {stages: [{pes: [cpu0], first: 0, last: 9}, ...]}, or {file: plan.json}
 source: synthetic                       # synthetic[:WxH][:text] | camera:N | folder | video file
 frames: 200                             # null: until the source ends
