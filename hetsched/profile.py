@@ -218,6 +218,10 @@ def from_dict(d: Any, where: str = "profile") -> Profile:
                     f"transfer.{key}.ms_per_mb"))
     if "default" not in transfer:
         _fail(where, "transfer has no 'default' entry")
+    if schema == SCHEMAS[0]:
+        # version 1 priced a PE to itself as free whatever its keys said; "p->p" is version 2's
+        transfer = {k: v for k, v in transfer.items()
+                    if k == "default" or k.split("->")[0] != k.split("->")[1]}
     engine = d.get("engine", {})
     if not isinstance(engine, dict):
         _fail(where, f"field 'engine' must be an object, got {type(engine).__name__}")

@@ -53,3 +53,24 @@ def test_exact_search_gives_up_cleanly():
     prof = profile.load(__import__("pathlib").Path(__file__).parent / "data" / "tiny-yolov2-416.vm.json")
     with pytest.raises(PlanError, match="time limit .* of 23; .* proven: optimum >= "):
         optimal.solve(prof, time_limit_s=0.0)
+
+
+def test_interleaved_only_profiles_get_a_plan():
+    """Layers alternating GPU-only and DLA-only: no balanced order can place them, the
+    interleaving beam can (gpu | dla0 | gpu | dla0 | gpu), and the heuristic returns it."""
+    layers, tensors = [], {"x": {"bytes": 1000}}
+    for i in range(5):
+        gpu = i % 2 == 0
+        layers.append({"name": f"l{i}", "op": "Conv", "inputs": [f"t{i - 1}" if i else "x"],
+                       "outputs": [f"t{i}"], "cost_ms": {"gpu": 1.0 if gpu else None,
+                                                         "dla0": None if gpu else 2.0}})
+        tensors[f"t{i}"] = {"bytes": 1000}
+    prof = profile.from_dict({
+        "schema": "hetsched.profile/2", "source": "modeled",
+        "model": {"name": "alt", "sha256": None, "inputs": {"x": [1]}}, "board": {"name": "t"},
+        "host": "gpu", "pes": {"gpu": {"kind": "gpu"}, "dla0": {"kind": "dla"}},
+        "layers": layers, "tensors": tensors, "graph_outputs": ["t4"],
+        "transfer": {"default": {"latency_ms": 0.1, "ms_per_mb": 0.0}}})
+    plan = heuristic.solve(prof)
+    assert [s.pes for s in plan.stages] == [("gpu",), ("dla0",), ("gpu",), ("dla0",), ("gpu",)]
+    assert plan.key() == pytest.approx(optimal.solve(prof).key())

@@ -153,6 +153,10 @@ def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = 
                                 f"(it has {', '.join(profile.pes)})")
             if pe not in allowed:
                 raise PlanError(f"stage {j} uses PE '{pe}', outside the allowed {sorted(allowed)}")
+        order = [p for p in profile.pes if p in s.pes]
+        if list(s.pes) != order:
+            raise PlanError(f"stage {j} lists its PEs {list(s.pes)}; a group lists them in the "
+                            f"profile's order ({order}): member r takes frames r, r+k, ...")
         kinds = {profile.pes[pe].kind for pe in s.pes}
         if len(kinds) > 1:
             raise PlanError(f"stage {j} replicates over PEs of different kinds {list(s.pes)}")

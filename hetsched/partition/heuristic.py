@@ -260,10 +260,6 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         if spans is None:
             continue
         priced.append(_price(profile, order, spans, index, limits))
-    if not priced:
-        from .cost import PlanError
-        raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
-                        f"(a layer no order can place; the optimal planner may still find one)")
     # the beam prices with one PE set's contention factors; without contention that is one
     # pass, with it one per set (`pe_sets`), since the best plan may leave a contending PE idle
     for subset in pe_sets(profile, names):
@@ -271,6 +267,10 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         for path in interleaved(Rest(profile, subset, sub_groups), len(subset), max_stages):
             priced.append(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
                                    check=False, index=index, **limits))
+    if not priced:
+        from .cost import PlanError
+        raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
+                        f"(a layer no order can place; the optimal planner may still find one)")
     priced.sort(key=lambda p: p.key())
     best = None
     for plan in priced[:REFINE_TOP]:

@@ -252,8 +252,8 @@ class _Clock:
         lb = min(lb, self.upper_bound)
         if self.phase2:
             raise OptimumUnproven(
-                f"the minimum bottleneck is proven ({lb:.4f} ms) but the latency tie-break did "
-                f"not finish within the time limit", lb)
+                f"the latency tie-break did not finish within the time limit (bottleneck "
+                f"{lb:.4f} ms found for one PE set); proven: optimum >= {lb:.4f} ms", lb)
         raise OptimumUnproven(
             f"the exact search reached its time limit {where} of {self.n}; this profile is too "
             f"large for the exact planner; proven: optimum >= {lb:.4f} ms", lb)
