@@ -65,43 +65,6 @@ class Method:
     error: str | None = None
 
 
-def _loop(sess, feeds, frames) -> Report:
-    names = [o.name for o in sess.get_outputs()]
-    lat = []
-    t0 = time.perf_counter()
-    for i in range(frames):
-        a = time.perf_counter()
-        sess.run(names, feeds[i % len(feeds)])
-        lat.append((time.perf_counter() - a) * 1e3)
-    return Report(frames, time.perf_counter() - t0, lat)
-
-
-@dataclass
-class Method:
-    name: str
-    run: object                      # () -> Report
-    plan: dict | None = None
-    predicted: float | None = None      # the plan's throughput under the profile (fps)
-    fps: list[float] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-    joules: list[float] = field(default_factory=list)
-    error: str | None = None
-
-
-def _intra_op_loop(g: Graph, spec: RunSpec, frames: int) -> Report:
-    """One session on every core (intra-op threads = onnxruntime's default), reading, pre- and
-    post-processing in the runtime's threads around it."""
-    from .engines import EngineOptions, backend
-    from .runtime.pipeline import Pipeline, Stage, Worker
-    from .runtime.task import make_task
-    task = make_task(g, spec.detect)
-    opts = EngineOptions(threads=0, optimization=spec.optimization)
-    worker = Worker("all-cores", lambda: backend("onnxruntime-cpu")(g.model, "all-cores", opts))
-    pipe = Pipeline(open_source(spec.source, frames), [Stage([worker])], pre=task.pre,
-                    post=task.post, buffers=spec.buffers, max_frames=frames)
-    return pipe.run()
-
-
 def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_limit: float):
     loop = prof.is_pipeline()
     probe = session(g.model, 1, spec.optimization)

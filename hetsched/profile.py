@@ -167,6 +167,23 @@ def _number(value, where: str, what: str) -> float:
     return float(value)
 
 
+def _object(d: dict, key: str, where: str) -> dict:
+    """An optional object field (default empty)."""
+    value = d.get(key, {})
+    if not isinstance(value, dict):
+        _fail(where, f"field '{key}' must be an object, got {type(value).__name__}")
+    return value
+
+
+def _per_pe(d: dict, key: str, pes, where: str) -> dict:
+    """An optional object field keyed by PE names of the profile."""
+    value = _object(d, key, where)
+    for pe in value:
+        if pe not in pes:
+            _fail(where, f"{key} names '{pe}', which is not one of the pes")
+    return value
+
+
 def from_dict(d: Any, where: str = "profile") -> Profile:
     """Validate a parsed profile; the first problem found is raised as one line."""
     if not isinstance(d, dict):
@@ -222,25 +239,14 @@ def from_dict(d: Any, where: str = "profile") -> Profile:
         # version 1 priced a PE to itself as free whatever its keys said; "p->p" is version 2's
         transfer = {k: v for k, v in transfer.items()
                     if k == "default" or k.split("->")[0] != k.split("->")[1]}
-    engine = d.get("engine", {})
-    if not isinstance(engine, dict):
-        _fail(where, f"field 'engine' must be an object, got {type(engine).__name__}")
+    engine = _object(d, "engine", where)
     overhead = {}
-    raw = d.get("stage_overhead_ms", {})
-    if not isinstance(raw, dict):
-        _fail(where, f"field 'stage_overhead_ms' must be an object, got {type(raw).__name__}")
-    for pe, value in raw.items():
-        if pe not in pes:
-            _fail(where, f"stage_overhead_ms names '{pe}', which is not one of the pes")
+    for pe, value in _per_pe(d, "stage_overhead_ms", pes, where).items():
         overhead[pe] = _number(value, where, f"stage_overhead_ms.{pe}")
     host_ms = _number(d.get("host_ms", 0.0), where, "host_ms")
     contention: dict[str, dict[str, float]] = {}
-    raw = d.get("contention", {})
-    if not isinstance(raw, dict):
-        _fail(where, f"field 'contention' must be an object, got {type(raw).__name__}")
+    raw = _per_pe(d, "contention", pes, where)
     for pe, row in raw.items():
-        if pe not in pes:
-            _fail(where, f"contention names '{pe}', which is not one of the pes")
         if not isinstance(row, dict):
             _fail(where, f"contention.{pe} must be an object of other PEs, got {type(row).__name__}")
         for other, value in row.items():

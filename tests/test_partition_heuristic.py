@@ -1,7 +1,6 @@
 """The heuristic against the brute-force optimum: always a valid plan, never better than the
 optimum (which would mean a pricing bug), and close to it on average."""
 
-import json
 
 import numpy as np
 import pytest
