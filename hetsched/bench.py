@@ -72,7 +72,7 @@ def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_li
     out = []
     for name in names:
         m = Method(name, None)
-        if loop and name in PLANNED:
+        if name in PLANNED:
             extra = {"time_limit_s": time_limit} if name == "optimal" else {}
             try:
                 plan = make_plan(prof, name, pes=spec.pes, **extra)
@@ -81,24 +81,18 @@ def _methods(g: Graph, prof: Profile, spec: RunSpec, names, frames: int, time_li
                 out.append(m)
                 continue
             m.plan, m.predicted = plan.to_dict(), plan.throughput_fps
-            m.run = lambda plan=plan: job.build_pipeline(
-                g, prof, plan, spec, open_source(spec.source, frames)).run()
+            if loop:     # a pipeline profile's plan: the whole loop
+                m.run = lambda plan=plan: job.build_pipeline(
+                    g, prof, plan, spec, open_source(spec.source, frames)).run()
+            else:
+                m.run = lambda plan=plan: job.network_pipeline(g, prof, plan, spec, feeds,
+                                                               frames).run()
         elif name == "loop-intra-op":
             m.run = lambda: job.intra_op_pipeline(g, spec, open_source(spec.source, frames)).run()
         elif name == "sequential":
             m.run = lambda s=session(g.model, 1, spec.optimization): _loop(s, feeds, frames)
         elif name == "intra-op":
             m.run = lambda s=session(g.model, 0, spec.optimization): _loop(s, feeds, frames)
-        elif name in ("replicate", "heuristic", "optimal"):
-            extra = {"time_limit_s": time_limit} if name == "optimal" else {}
-            try:
-                plan = make_plan(prof, name, pes=spec.pes, **extra)
-            except HetschedError as e:
-                m.error = str(e)
-                out.append(m)
-                continue
-            m.plan, m.predicted = plan.to_dict(), plan.throughput_fps
-            m.run = lambda plan=plan: job.network_pipeline(g, prof, plan, spec, feeds, frames).run()
         elif name == "loop-sequential":
             m.run = lambda: job.run_sequential(g, spec, frames, threads=1)
         elif name == "loop-pipelined":
