@@ -7,10 +7,23 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
+from . import __version__, stopping
 from .errors import HetschedError
+
+log = logging.getLogger("hetsched")
+
+# final files this invocation wrote, for the line that says what a stop kept
+_kept: list[str] = []
+
+
+def wrote(what: str, path, json_out: bool = False) -> None:
+    """Record a finished output file and say so (on stderr where stdout carries JSON)."""
+    _kept.append(str(path))
+    print(f"wrote {what}: {path}", file=sys.stderr if json_out else sys.stdout)
 
 
 class Progress:
@@ -65,6 +78,7 @@ def cmd_zoo(args) -> int:
         from .models.zoo import build_zoo
         model = build_zoo(args.name, args.size, args.activation, args.seed)
     _save_model(model, args.output)
+    _kept.append(args.output)
     print(f"wrote {args.output}: {args.name} at {args.size}, outputs "
           + ", ".join(f"{o.name}{[d.dim_value for d in o.type.tensor_type.shape.dim]}"
                       for o in model.graph.output))
@@ -76,6 +90,7 @@ def cmd_import_darknet(args) -> int:
     model = import_darknet(args.cfg, args.weights, size=args.size, seed=args.seed,
                            activation=None if args.activation == "leaky" else args.activation)
     _save_model(model, args.output)
+    _kept.append(args.output)
     print(f"wrote {args.output}: {len(model.graph.node)} nodes, outputs "
           + ", ".join(o.name for o in model.graph.output))
     return 0
@@ -97,7 +112,7 @@ def cmd_profile(args) -> int:
         raise HetschedError("give --pe (measure on this machine's CPUs) or --board (model a board)")
     from .profiler.board import load_board
     from .profiler.cpu import profile_cpu
-    from .profiler.pes import parse_pes
+    from .cores import parse_pes
     from .profiler.roofline import model_profile
     target = load_board(args.board) if args.board else parse_pes(args.pe)  # bad names fail first
     g = _model_arg(args.model, args.size, args.input_shape)
@@ -108,6 +123,7 @@ def cmd_profile(args) -> int:
         prof = profile_cpu(g, target, runs=args.runs, warmup=args.warmup,
                            progress=Progress(quiet=args.quiet))
     profile.save(prof, args.output)
+    _kept.append(args.output)
     if not args.quiet:
         print(format_summary(prof))
         print(f"\nwrote {args.output} ({prof.source}) in {time.perf_counter() - t0:.1f} s")
@@ -125,8 +141,7 @@ def cmd_summary(args) -> int:
         print(format_summary(prof, args.top))
     if args.plot:
         layer_costs(prof, args.plot)
-        if not args.json:
-            print(f"wrote {args.plot}")
+        wrote("chart", args.plot, args.json)
     return 0
 
 
@@ -158,17 +173,22 @@ def cmd_plan(args) -> int:
         shown = min(good.values(), key=lambda p: p.key())
         text = (format_comparison(plans, bound) + "\n\nbest: " + shown.method + "\n"
                 + format_plan(prof, shown))
+        doc = {"best": shown.method, "methods": doc}
     else:
         extra = {"time_limit_s": args.time_limit} if args.method == "optimal" else {}
         shown = make_plan(prof, args.method, **opts, **extra)
         doc = {**shown.to_dict(), **_terms_key(prof, shown)}
         text = format_plan(prof, shown)
-    out = json.dumps(doc, indent=1)
+    print(json.dumps(doc, indent=1) if args.json else text)
     if args.output:
-        write_text(args.output, out + "\n")
+        # a plan file is one plan, the one `run` and `simulate` should take: with --method all,
+        # the best (the comparison of all methods is what --json prints)
+        write_text(args.output, json.dumps({**shown.to_dict(), **_terms_key(prof, shown)},
+                                           indent=1) + "\n")
+        wrote(f"plan ({shown.method})", args.output, args.json)
     if args.plot:
         plots.plan(prof, shown, args.plot)
-    print(out if args.json else text)
+        wrote("chart", args.plot, args.json)
     return 0
 
 
@@ -186,6 +206,7 @@ def cmd_simulate(args) -> int:
         from .plots import timeline
         timeline(res.events, args.plot, f"{prof.model.name}: simulated {plan.method} plan "
                                         f"({res.steady_fps:.1f} fps steady)")
+        wrote("chart", args.plot, args.json)
     if args.json:
         doc = res.to_dict()
         doc["plan"] = plan.to_dict()
@@ -223,18 +244,6 @@ def cmd_devices(args) -> int:
     info = discover()
     print(json.dumps(info, indent=1) if args.json else format_table(info))
     return 0
-
-
-def _print_stop(e, as_json: bool) -> int:
-    from .runtime.pipeline import Stopped
-    if e.report is not None:
-        if as_json:
-            print(json.dumps({"report": e.report.to_dict()}, indent=1))
-        else:
-            print(e.report.format())
-    print(f"hetsched: {e}", file=sys.stderr)
-    return 143 if isinstance(e, Stopped) and e.reason == "SIGTERM" else (
-        130 if isinstance(e, Stopped) else 1)
 
 
 def _run_spec(args):
@@ -281,8 +290,10 @@ def cmd_run(args) -> int:
         profile.check_model(prof, g, spec.profile)
     elif "method" in spec.plan:
         # the whole detection loop is planned: pre- and post-processing are stages of the plan
-        prof, _ = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
-                                     progress=Progress(), say=say, spec=spec)
+        prof, path = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
+                                        refresh=args.refresh, progress=Progress(), say=say,
+                                        spec=spec)
+        _kept.append(str(path))
     plan = job.plan_for(prof, spec.plan, spec.pes, len(prof.layers) if prof else len(g))
     if prof is not None and not args.json:
         print(format_plan(prof, plan) + "\n")
@@ -290,26 +301,39 @@ def cmd_run(args) -> int:
                               say=say)
     say(f"running {spec.source} through {len(plan.stages)} stage(s) "
         f"({spec.frames if spec.frames is not None else 'all'} frames, Ctrl-C stops)")
+    if args.timeline:
+        from .plots import _pyplot
+        _pyplot()   # imported now, so that a chart after Ctrl-C is drawn within the second
+    stop = None
     try:
         report = pipe.run()
     except (PipelineError, Stopped) as e:
-        return _print_stop(e, args.json)
-    if args.timeline:
-        from .plots import timeline
-        timeline(pipe.events, args.timeline, f"{g.name}: measured stage runs ({report.fps:.1f} fps)")
-    doc = {"plan": plan.to_dict(), "predicted_fps": None if plan.throughput_fps != plan.throughput_fps
-           else plan.throughput_fps, "report": report.to_dict()}
-    if args.json:
-        print(json.dumps(doc, indent=1))
-    else:
-        print(report.format())
-        if doc["predicted_fps"]:
-            print(f"predicted {plan.throughput_fps:.2f} fps (contract bound from the profile), "
-                  f"measured {report.fps:.2f} fps")
-        for key, path in spec.sink.items():
-            print(f"wrote {key}: {path}")
+        stop, report = e, e.report
+    finally:
+        pipe.abandon()    # a no-op once the run has closed its sinks
+    predicted = None if plan.throughput_fps != plan.throughput_fps else plan.throughput_fps
+    if report is not None:
+        doc = {"plan": plan.to_dict(), "predicted_fps": predicted, "report": report.to_dict()}
+        print(json.dumps(doc, indent=1) if args.json else report.format())
+        if predicted and not args.json and stop is None:
+            what = "emulated" if report.emulated else "measured"
+            print(f"predicted {predicted:.2f} fps (contract bound from the profile), "
+                  f"{what} {report.fps:.2f} fps")
+    if report is not None and report.frames:
+        # what the sinks kept is complete up to the last delivered frame, even after a stop
+        kept = isinstance(stop, Stopped) or getattr(stop, "kept", False) or stop is None
+        if kept:
+            for key, path in spec.sink.items():
+                wrote(key, path, args.json)
         if args.timeline:
-            print(f"wrote timeline: {args.timeline}")
+            from .plots import timeline
+            what = "emulated" if report.emulated else "measured"
+            timeline(pipe.events, args.timeline,
+                     f"{g.name}: {what} stage runs ({report.fps:.1f} fps"
+                     + (f", {report.frames} frames before {stop})" if stop else ")"))
+            wrote("timeline", args.timeline, args.json)
+    if stop is not None:
+        raise stop
     return 0
 
 
@@ -343,9 +367,10 @@ def cmd_bench(args) -> int:
         prof = profile.load(spec.profile)
         profile.check_model(prof, g, spec.profile)
     else:
-        prof, _ = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
-                                     progress=Progress(), say=say,
-                                     spec=None if args.network_only else spec)
+        prof, path = job.cached_profile(g, spec.pes or job.default_pes(), spec.workdir,
+                                        refresh=args.refresh, progress=Progress(), say=say,
+                                        spec=None if args.network_only else spec)
+        _kept.append(str(path))
     meter, reasons = detect()
     say("energy: " + (f"{meter.name} ({meter.what})" if meter else "unavailable: " + "; ".join(reasons)))
     doc = bench.run_bench(g, prof, spec, methods, frames=args.frames, repeat=args.repeat,
@@ -353,9 +378,12 @@ def cmd_bench(args) -> int:
     if args.output:
         out = Path(args.output)
         write_text(out / "bench.json", json.dumps(doc, indent=1) + "\n")
+        wrote("results", out / "bench.json", True)
         write_text(out / "report.md", bench.markdown(doc, "hetsched " + " ".join(sys.argv[1:])))
+        wrote("report", out / "report.md", True)
         try:
             bench.chart(doc, out / "bench.png")
+            wrote("chart", out / "bench.png", True)
         except HetschedError as e:
             say(f"(no chart: {e})")
     print(json.dumps(doc, indent=1) if args.json else bench.format_table(doc))
@@ -384,6 +412,7 @@ def cmd_demo(args) -> int:
     prof, prof_path = job.cached_profile(g, pes, work, runs=args.runs, warmup=args.warmup,
                                          refresh=args.refresh, progress=Progress(),
                                          say=lambda m: print("      " + m), spec=spec)
+    _kept.append(str(prof_path))
     print(format_summary(prof))
     print("\n[3/5] plans of the whole detection loop (Preprocess and Postprocess are its first and "
           "last layers), predicted by the contract's cost model from the profile\n")
@@ -408,122 +437,173 @@ def cmd_demo(args) -> int:
           f"{fps:.2f} fps: measured / predicted {fps / best.throughput_fps:.2f}")
     print(f"measured  {fps:.2f} fps pipelined vs {base:.2f} fps one session: "
           f"ratio {fps / base:.2f}")
-    charts = []
-    try:
-        layer_costs(prof, work / f"{args.model}-{args.size}.layers.png")
-        plots.plan(prof, best, work / f"{args.model}-{args.size}.plan.png")
-        charts = [f"{args.model}-{args.size}.layers.png", f"{args.model}-{args.size}.plan.png"]
-    except HetschedError as e:
-        print(f"\n(no charts: {e})")
     print(f"\nprofile: {prof_path}")
-    for c in charts:
-        print(f"chart: {work / c}")
+    try:
+        for name, draw in (("layers", lambda f: layer_costs(prof, f)),
+                           ("plan", lambda f: plots.plan(prof, best, f))):
+            draw(work / f"{args.model}-{args.size}.{name}.png")
+            wrote("chart", work / f"{args.model}-{args.size}.{name}.png")
+    except HetschedError as e:
+        print(f"(no charts: {e})")
     return 0
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown where there is one worth showing (not None / False)."""
+
+    def _get_help_string(self, action):
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    parse.__name__ = "int"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return v
+
+
+_positive_float.__name__ = "float"
+POSITIVE, NATURAL = _at_least(1), _at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .models.zoo import ACTIVATIONS, ZOO
+    # -v before or after the verb; SUPPRESS keeps a verb's parser from resetting the other's
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show warnings, debug output and the traceback behind an error")
     p = argparse.ArgumentParser(
-        prog="hetsched",
+        prog="hetsched", parents=[common], formatter_class=_Help,
         description="Profile an ONNX detection network on every processing element, partition it "
-                    "into pipeline stages, and stream frames through them.")
-    p.add_argument("-v", "--verbose", action="store_true", help="show warnings and debug output")
+                    "into pipeline stages, and stream frames through them.",
+        epilog="exit status: 0 done, 1 error, 2 usage error, 130 / 143 stopped by SIGINT / "
+               "SIGTERM")
+    p.add_argument("--version", action="version", version=f"hetsched {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    s = sub.add_parser("zoo", help="build a zoo detector as ONNX")
+    def verb(name, **kw):
+        return sub.add_parser(name, parents=[common], formatter_class=_Help, **kw)
+
+    s = verb("zoo", help="build a zoo detector as ONNX")
     s.add_argument("name", choices=[*ZOO, "ppocr-det"],
                    help="network (ppocr-det: the pretrained PP-OCRv6 text detector from rapidocr)")
     s.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    s.add_argument("--size", type=int, default=416, help="input size, a multiple of 32 (default 416)")
+    s.add_argument("--size", type=POSITIVE, default=416, help="input size, a multiple of 32")
     s.add_argument("--activation", choices=ACTIVATIONS, default="leaky",
                    help="leaky as published, or relu (JEDI's DLA-friendly variant)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     s.set_defaults(fn=cmd_zoo)
 
-    s = sub.add_parser("import-darknet", help="convert a darknet .cfg (+ .weights) to ONNX")
-    s.add_argument("cfg")
+    s = verb("import-darknet", help="convert a darknet .cfg (+ .weights) to ONNX")
+    s.add_argument("cfg", help="darknet network .cfg file")
     s.add_argument("--weights", help="darknet .weights file (default: seeded random weights)")
-    s.add_argument("--size", type=int, help="input size (default: the cfg's width/height)")
+    s.add_argument("--size", type=POSITIVE, help="input size (default: the cfg's width/height)")
     s.add_argument("--activation", choices=ACTIVATIONS, default="leaky",
                    help="relu replaces every leaky activation")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--seed", type=int, default=0, help="seed of the random weights (no --weights)")
+    s.add_argument("-o", "--output", required=True, help="ONNX file to write")
     s.set_defaults(fn=cmd_import_darknet)
 
-    s = sub.add_parser("profile", help="measure every layer's cost on CPU PEs, or model it on a board")
+    s = verb("profile", help="measure every layer's cost on CPU PEs, or model it on a board")
     s.add_argument("model", help="ONNX file, or a zoo name (built at --size)")
-    s.add_argument("--size", type=int, default=416, help="input size of a zoo model")
+    s.add_argument("--size", type=POSITIVE, default=416, help="input size of a zoo model")
     s.add_argument("--pe", help="measure on these PEs, e.g. cpu0,cpu1 (cpuA-B groups cores)")
     s.add_argument("--board", help="model on a board instead: jetson-tx2, jetson-agx-xavier, "
                                     "jetson-agx-orin, vm-2core, or a board JSON")
     s.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
-                   help="precision of a modeled profile (default fp16)")
-    s.add_argument("--runs", type=int, default=10, help="measured runs per PE (median)")
-    s.add_argument("--warmup", type=int, default=3, help="warm-up runs per PE")
+                   help="precision of a modeled profile")
+    s.add_argument("--runs", type=POSITIVE, default=10, help="measured runs per PE (median)")
+    s.add_argument("--warmup", type=NATURAL, default=3, help="warm-up runs per PE")
     s.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="concrete shape for a dynamic input (repeatable)")
     s.add_argument("-o", "--output", required=True, help="profile JSON to write")
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress and no summary, only errors")
     s.set_defaults(fn=cmd_profile)
 
-    s = sub.add_parser("summary", help="summarise a profile (and plot per-layer costs)")
-    s.add_argument("profile")
-    s.add_argument("--top", type=int, default=5, help="how many of the costliest layers to list")
+    s = verb("summary", help="summarise a profile (and plot per-layer costs)")
+    s.add_argument("profile", help="profile JSON (hetsched profile -o)")
+    s.add_argument("--top", type=POSITIVE, default=5, help="how many of the costliest layers to list")
     s.add_argument("--plot", metavar="FILE.png", help="draw per-layer cost bars")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(fn=cmd_summary)
 
-    s = sub.add_parser("plan", help="partition a profiled network into pipeline stages")
-    s.add_argument("profile", help="profile JSON (hetsched.profile/1)")
+    s = verb("plan", help="partition a profiled network into pipeline stages")
+    s.add_argument("profile", help="profile JSON (hetsched.profile/1 or /2)")
     s.add_argument("--method", default="heuristic",
-                   choices=["heuristic", "optimal", "single", "replicate", "even", "all"])
+                   choices=["heuristic", "optimal", "single", "replicate", "even", "all"],
+                   help="heuristic: the balancing heuristic; optimal: the exact search; single, "
+                        "replicate, even: baselines; all: every method side by side (-o writes "
+                        "the best)")
     s.add_argument("--pes", help="only these PEs, e.g. cpu0,gpu (default: all in the profile)")
-    s.add_argument("--max-stages", type=int, default=8)
+    s.add_argument("--max-stages", type=POSITIVE, default=8, help="most pipeline stages")
     s.add_argument("--no-replication", action="store_true", help="no stage over several PEs")
     s.add_argument("--dla-fallback", action="store_true",
                    help="let a DLA stage hold layers the DLA cannot run; the GPU runs them "
                         "(charged to its load, plus transfers around each fallback island)")
-    s.add_argument("--time-limit", type=float, default=10.0,
-                   help="seconds the exact search may take before it gives up (default 10)")
+    s.add_argument("--time-limit", type=_positive_float, default=10.0,
+                   help="seconds the exact search may take before it gives up")
     s.add_argument("--json", action="store_true", help="print the plan object (contract section 3)")
     s.add_argument("-o", "--output", help="write the plan JSON here")
     s.add_argument("--plot", metavar="FILE.png", help="draw per-PE load and the stage timeline")
     s.set_defaults(fn=cmd_plan)
 
-    s = sub.add_parser("simulate", help="replay a plan as the runtime would run it (discrete events)")
+    s = verb("simulate", help="replay a plan as the runtime would run it (discrete events)")
     s.add_argument("profile", help="profile JSON")
     s.add_argument("plan", help="plan JSON (hetsched plan -o)")
-    s.add_argument("--frames", type=int, default=200)
-    s.add_argument("--buffers", type=int, default=2, help="queue capacity between hops")
-    s.add_argument("--pre-ms", type=float, default=0.0, help="pre-processing time per frame")
+    s.add_argument("--frames", type=POSITIVE, default=200, help="frames to replay")
+    s.add_argument("--buffers", type=POSITIVE, default=2, help="queue capacity between hops")
+    s.add_argument("--pre-ms", type=float, default=0.0,
+                   help="pre-processing time per frame (network profiles; a pipeline profile "
+                        "plans it as a layer)")
     s.add_argument("--post-ms", type=float, default=0.0, help="post-processing time per frame")
-    s.add_argument("--pre-threads", type=int, default=1)
-    s.add_argument("--post-threads", type=int, default=1)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--pre-threads", type=POSITIVE, default=1, help="pre-processing threads")
+    s.add_argument("--post-threads", type=POSITIVE, default=1, help="post-processing threads")
+    s.add_argument("--json", action="store_true", help="print the simulation as JSON")
     s.add_argument("--plot", metavar="FILE.png", help="draw the simulated stage runs (Gantt)")
     s.set_defaults(fn=cmd_simulate)
 
-    s = sub.add_parser("devices", help="list this machine's processing elements")
-    s.add_argument("--json", action="store_true")
+    s = verb("devices", help="list this machine's processing elements")
+    s.add_argument("--json", action="store_true", help="print the device list as JSON")
     s.set_defaults(fn=cmd_devices)
 
-    s = sub.add_parser("demo", help="the main job end to end on the embedded default")
-    s.add_argument("--model", choices=list(ZOO), default="tiny-yolov3")
-    s.add_argument("--size", type=int, default=416)
+    s = verb("demo", help="the main job end to end on the embedded default")
+    s.add_argument("--model", choices=list(ZOO), default="tiny-yolov3", help="zoo network")
+    s.add_argument("--size", type=POSITIVE, default=416, help="input size, a multiple of 32")
     s.add_argument("--pe", help="PEs (default: one per usable core)")
-    s.add_argument("--runs", type=int, default=10)
-    s.add_argument("--warmup", type=int, default=3)
-    s.add_argument("--workdir", default=os.path.join("out", "demo"))
+    s.add_argument("--runs", type=POSITIVE, default=10, help="measured profiling runs per PE")
+    s.add_argument("--warmup", type=NATURAL, default=3, help="warm-up profiling runs per PE")
+    s.add_argument("--workdir", default="out",
+                   help="model, cached profiles and charts (the cache `run` and `bench` use too)")
     s.add_argument("--refresh", action="store_true", help="measure even if a cached profile exists")
-    s.add_argument("--frames", type=int, default=100, help="synthetic frames per measured round")
-    s.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each way to run")
+    s.add_argument("--frames", type=POSITIVE, default=100, help="synthetic frames per measured round")
+    s.add_argument("--rounds", type=POSITIVE, default=3, help="interleaved rounds of each way to run")
     s.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("bench", help="measure the ways to run a model side by side, interleaved",
-                       description="hetsched bench SPEC.yaml, or hetsched bench --model M")
+    s = verb("bench", help="measure the ways to run a model side by side, interleaved",
+             description="hetsched bench SPEC.yaml, or hetsched bench --model M")
     s.add_argument("spec", nargs="?", help="pipeline spec: adds the whole detection loop methods")
     s.add_argument("--model", help="a zoo name (built at --size) or an ONNX file")
-    s.add_argument("--size", type=int, default=416)
+    s.add_argument("--size", type=POSITIVE, default=416, help="input size of a zoo model")
     s.add_argument("--methods", help="comma list of the whole loop's loop-sequential,loop-intra-op,"
                                      "replicate,heuristic,optimal,loop-pipelined (default: all but "
                                      "loop-pipelined), or with --network-only of sequential,"
@@ -534,29 +614,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--network-only", action="store_true",
                    help="time the network alone on ready-made tensors (no decode, pre/post)")
     s.add_argument("--pes", help="PEs to plan over (default: the spec's, or one per core)")
-    s.add_argument("--frames", type=int, default=50, help="frames per method per repeat")
-    s.add_argument("--repeat", type=int, default=3, help="interleaved repeats")
-    s.add_argument("--time-limit", type=float, default=10.0, help="exact planner's limit (s)")
+    s.add_argument("--frames", type=POSITIVE, default=50, help="frames per method per repeat")
+    s.add_argument("--repeat", type=POSITIVE, default=3, help="interleaved repeats")
+    s.add_argument("--time-limit", type=_positive_float, default=10.0,
+                   help="exact planner's limit (s)")
+    s.add_argument("--refresh", action="store_true", help="measure even if a cached profile exists")
     s.add_argument("-o", "--output", metavar="DIR", help="write bench.json, report.md, bench.png here")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.set_defaults(fn=cmd_bench)
 
-    s = sub.add_parser("run", help="stream frames through a planned pipeline",
-                       description="hetsched run SPEC.yaml, or hetsched run --model M.onnx --plan "
-                                   "PLAN.json --source S")
+    s = verb("run", help="stream frames through a planned pipeline",
+             description="hetsched run SPEC.yaml, or hetsched run --model M.onnx --plan "
+                         "PLAN.json --source S")
     s.add_argument("spec", nargs="?", help="pipeline spec (pipelines/*.yaml)")
     s.add_argument("--model", help="ONNX model (with --plan instead of a spec)")
     s.add_argument("--plan", help="plan JSON (hetsched plan -o)")
     s.add_argument("--profile", help="profile the plan was made from (needed to emulate PEs)")
     s.add_argument("--source", help="synthetic[:WxH][:text], camera:N, a folder or a video file")
-    s.add_argument("--frames", type=int, help="stop after N frames")
-    s.add_argument("--buffers", type=int, help="queue capacity between hops (default 2)")
-    s.add_argument("--mode", choices=["lossless", "latest"], help="latest drops the oldest waiting frame")
+    s.add_argument("--frames", type=POSITIVE, help="stop after N frames (default: the spec's, "
+                                                  "or the whole source)")
+    s.add_argument("--buffers", type=POSITIVE, help="queue capacity between hops (default: the "
+                                                   "spec's, 2)")
+    s.add_argument("--mode", choices=["lossless", "latest"],
+                   help="latest drops the oldest waiting frame (default: the spec's, lossless)")
     s.add_argument("--jsonl", help="write detections per frame as JSON lines")
     s.add_argument("--video", help="write the annotated video")
     s.add_argument("--dump", metavar="DIR", help="write DIR/NNNNNN.npz of network inputs and outputs")
     s.add_argument("--emulate", nargs="?", const="timing", choices=["timing", "compute"],
-                   help="emulate every PE from the profile's stage times (default: timing only)")
+                   help="emulate every PE from the profile's stage times (no value: timing)")
+    s.add_argument("--refresh", action="store_true",
+                   help="measure the profile even if a cached one exists")
     s.add_argument("--timeline", metavar="FILE.png", help="draw the measured stage runs as a Gantt chart")
     s.add_argument("--json", action="store_true", help="print the plan and report as JSON")
     s.set_defaults(fn=cmd_run)
@@ -564,22 +651,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="hetsched: %(levelname)s: %(message)s")
-    try:
-        return args.fn(args)
-    except HetschedError as e:
-        print(f"hetsched: error: {e}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:
-        print(f"hetsched: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("hetsched: interrupted", file=sys.stderr)
-        return 130
+    """Every verb. Exit 0 done, 1 an error (one line; `-v` adds the traceback), 2 a usage error
+    (argparse's convention), 130 / 143 stopped by SIGINT / SIGTERM (the shell's convention)."""
+    with stopping.signals():
+        _kept.clear()
+        try:
+            args = build_parser().parse_args(argv)
+            logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False)
+                                else logging.WARNING,
+                                format="hetsched: %(levelname)s: %(message)s", force=True)
+            return args.fn(args)
+        except stopping.Interrupted as e:
+            log.debug("stopped here", exc_info=e)
+            kept = ("kept " + ", ".join(dict.fromkeys(_kept))) if _kept else "nothing written"
+            print(f"hetsched: stopped by {e.signame}; {kept}", file=sys.stderr)
+            return e.exit_code
+        except (HetschedError, OSError) as e:
+            log.debug("the cause", exc_info=e)
+            print(f"hetsched: error: {e}", file=sys.stderr)
+            return 1
+        except SystemExit:
+            raise
+        except Exception as e:
+            log.debug("the cause", exc_info=e)
+            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            print(f"hetsched: internal error: {type(e).__name__}: {text} (a bug in hetsched, "
+                  f"not your input; -v shows the traceback)", file=sys.stderr)
+            return 1
+
+
+def console() -> None:
+    """The `hetsched` command: `main`, then an exit that cannot abort. A thread still inside
+    onnxruntime when the interpreter finalises aborts the process ("terminate called without an
+    active exception"), so threads get a moment to finish their current run, and if one is
+    still busy the process leaves without finalising (every file was closed or discarded)."""
+    code = main()
+    deadline = time.monotonic() + 0.5
+    for t in threading.enumerate():
+        if t is not threading.main_thread():
+            t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from .profiler.cpu import cpu_model_name
+from .cores import cpu_model_name
 
 
 def cpus() -> dict:

@@ -59,7 +59,7 @@ def cached_profile(g: graphmod.Graph, pe_names: list[str], workdir, *, runs=10, 
     detection loop: the spec's Preprocess and Postprocess as first and last layers, and the
     host's work for its source and sink (cached beside, keyed by source and detect options)."""
     from .profiler.cpu import profile_cpu
-    from .profiler.pes import parse_pes
+    from .cores import parse_pes
     pes = parse_pes(",".join(pe_names))
     if spec is not None:
         optimization = spec.optimization
@@ -117,7 +117,7 @@ def _loop_profile(g, net: profmod.Profile, pes, spec: RunSpec, workdir: Path, re
 
 
 def default_pes() -> list[str]:
-    from .profiler.pes import usable_cores
+    from .cores import usable_cores
     return [f"cpu{c}" for c in sorted(usable_cores())]
 
 
@@ -204,6 +204,7 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
         sinks.append(DumpSink(spec.sink["dump"], list(g.outputs)))
         task.keep_inputs = True
     placement = place(plan.stages, prof, emulate=bool(spec.emulate))
+    _say_emulation(placement, say)
     opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization,
                          emulate=spec.emulate or "timing")
     needs_image = any(getattr(s, "needs_image", False) for s in sinks)
@@ -224,7 +225,8 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
     return Pipeline(source, stages, pre=pre, post=post, sinks=sinks,
                     buffers=spec.buffers, pre_threads=spec.pre_threads,
                     post_threads=spec.post_threads, mode=spec.mode, max_frames=spec.frames,
-                    keep_image=needs_image or loop, record=record, host_cores=host_cores)
+                    keep_image=needs_image or loop, record=record, host_cores=host_cores,
+                    emulated=placement.emulated)
 
 
 class TensorSource:
@@ -255,10 +257,10 @@ def network_pipeline(g: graphmod.Graph, prof: profmod.Profile, plan: Plan, spec:
     decoding, pre- or post-processing."""
     opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization,
                          emulate=spec.emulate or "timing")
-    stages = build_stages(g, plan.stages, place(plan.stages, prof, emulate=bool(spec.emulate)),
-                          opts, prof, plan.dla_fallback)
+    placement = place(plan.stages, prof, emulate=bool(spec.emulate))
+    stages = build_stages(g, plan.stages, placement, opts, prof, plan.dla_fallback)
     return Pipeline(TensorSource(feeds, frames), stages, pre=_feed, post=_pass,
-                    buffers=spec.buffers)
+                    buffers=spec.buffers, emulated=placement.emulated)
 
 
 def intra_op_pipeline(g: graphmod.Graph, spec: RunSpec, source) -> Pipeline:
@@ -280,11 +282,22 @@ def _pass(frame) -> None:
 
 
 def _host_cores(host: str) -> list[int] | None:
-    from .profiler.pes import cpu_pe
+    from .cores import cpu_pe
     try:
         return cpu_pe(host).extra["cores"]
     except HetschedError:
         return None
+
+
+def _say_emulation(placement, say) -> None:
+    import logging
+    note = placement.emulation_note()
+    if note is None:
+        return
+    if say is not None:
+        say(f"warning: {note}")
+    else:
+        logging.getLogger("hetsched").warning(note)
 
 
 def _say_engine_mismatch(prof: profmod.Profile, spec: RunSpec, say) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+from .errors import HetschedError
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -14,7 +15,7 @@ def session_options(threads: int = 1, opt_level: str = "disable"):
     import onnxruntime as ort
 
     if opt_level not in OPT_LEVELS:
-        raise ValueError(f"onnxruntime optimisation level '{opt_level}' is not one of {OPT_LEVELS}")
+        raise HetschedError(f"onnxruntime optimisation level '{opt_level}' is not one of {OPT_LEVELS}")
     levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

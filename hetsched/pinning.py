@@ -75,5 +75,8 @@ class PinnedThread:
         return self._reply()
 
     def close(self) -> None:
+        from . import stopping
         self._requests.put(None)
-        self._thread.join(5.0)
+        # after a stop the caller must not wait out a long run (the process exit copes with a
+        # thread still inside onnxruntime: cli.console)
+        self._thread.join(0.3 if stopping.requested() else 5.0)

@@ -24,22 +24,30 @@ def _save(fig, path) -> None:
 
 
 def layer_costs(profile, path) -> None:
-    """Per-layer cost bars, one colour per PE."""
+    """Per-layer cost bars, one row per layer (index and name) and one colour per PE, on a log
+    scale so that a DLA's or GPU's bars stay visible beside a CPU's; the figure grows in height
+    with the layer count (about 9 px per PE bar), never in width."""
     import numpy as np
     plt = _pyplot()
     n = len(profile.layers)
     pes = list(profile.pes)
-    width = 0.8 / len(pes)
-    fig, ax = plt.subplots(figsize=(max(8, min(40, n * 0.12 * len(pes))), 4.5))
-    x = np.arange(n)
+    height = 0.8 / len(pes)
+    fig, ax = plt.subplots(figsize=(11, max(4.0, n * (0.05 + 0.035 * len(pes)) + 1.5)))
+    y = np.arange(n)
+    costs = np.array([[l.cost_ms.get(pe) or 0.0 for pe in pes] for l in profile.layers])
     for k, pe in enumerate(pes):
-        ax.bar(x + k * width, [l.cost_ms.get(pe) or 0.0 for l in profile.layers], width, label=pe)
-    ax.set_xlabel("layer index")
-    ax.set_ylabel("cost (ms)")
+        ok = costs[:, k] > 0      # zero: the PE cannot run the layer (nothing to draw on a log axis)
+        ax.barh(y[ok] + (k - (len(pes) - 1) / 2) * height, costs[ok, k], height, label=pe)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{i} {l.name[:32]}" for i, l in enumerate(profile.layers)],
+                       fontsize=6 if n > 60 else 8)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("cost per frame (ms, log scale)")
     ax.set_title(f"{profile.model.name}: per-layer cost ({profile.source}, "
                  f"{profile.board.get('name', '?')})")
-    ax.legend()
-    ax.margins(x=0.01)
+    ax.grid(axis="x", which="both", linewidth=0.3, alpha=0.5)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 
@@ -80,25 +88,57 @@ def plan(profile, plan_, path) -> None:
     _save(fig, path)
 
 
+# frames labelled in a timeline's close-up; beyond this a whole run's bars are too thin to read
+ZOOM_FRAMES = 24
+
+
 def timeline(events, path, title: str) -> None:
-    """A Gantt chart: one row per PE, one bar per (stage, frame) run, coloured by stage and
-    labelled with the frame's sequence number. `events` are (stage, pe, seq, start_s, end_s)."""
+    """A Gantt chart: one row per PE, one bar per (stage, frame) run, coloured by stage. Up to
+    ZOOM_FRAMES frames it is one panel with every run labelled by its frame's sequence number;
+    for longer runs the whole run is drawn above (unlabelled: its shape shows stalls and
+    imbalance) and a close-up of ZOOM_FRAMES frames from the middle of the run below, labelled.
+    `events` are (stage, pe, seq, start_s, end_s)."""
     plt = _pyplot()
     if not events:
         raise HetschedError("no engine runs were recorded: nothing to draw")
     pes = list(dict.fromkeys(e[1] for e in sorted(events, key=lambda e: (e[0], e[1]))))
     row = {pe: k for k, pe in enumerate(pes)}
-    fig, ax = plt.subplots(figsize=(14, 0.6 * len(pes) + 2))
-    t_end = max(e[4] for e in events) * 1e3
-    for stage, pe, seq, t0, t1 in events:
-        ax.barh(row[pe], (t1 - t0) * 1e3, left=t0 * 1e3, color=f"C{stage % 10}", edgecolor="black",
-                linewidth=0.3)
-        if (t1 - t0) * 1e3 > t_end / 150:
-            ax.text((t0 + t1) / 2 * 1e3, row[pe], str(seq), ha="center", va="center", fontsize=6)
-    ax.set_yticks(range(len(pes)))
-    ax.set_yticklabels(pes)
-    ax.set_ylim(len(pes) - 0.5, -0.5)
-    ax.set_xlabel("time since the first frame (ms); colour = stage, number = frame")
-    ax.set_title(title)
+    seqs = sorted({e[2] for e in events})
+    zoom = len(seqs) > ZOOM_FRAMES
+    rows_h = 0.45 * len(pes) + 1.2
+    fig, axes = plt.subplots(2 if zoom else 1, 1, figsize=(14, rows_h * (2 if zoom else 1) + 0.6),
+                             squeeze=False)
+    if zoom:
+        mid = len(seqs) // 2 - ZOOM_FRAMES // 2
+        window = set(seqs[mid:mid + ZOOM_FRAMES])
+        _gantt(axes[0][0], events, row, labels=False)
+        axes[0][0].set_title(f"{title}: all {len(seqs)} frames")
+        _gantt(axes[1][0], [e for e in events if e[2] in window], row, labels=True)
+        axes[1][0].set_title(f"close-up: frames {min(window)}-{max(window)}")
+    else:
+        _gantt(axes[0][0], events, row, labels=True)
+        axes[0][0].set_title(title)
+    axes[-1][0].set_xlabel("time since the first frame (ms); colour = stage, number = frame")
     fig.tight_layout()
     _save(fig, path)
+
+
+def _gantt(ax, events, row, labels: bool) -> None:
+    """One `broken_barh` per (PE, stage): thousands of runs draw in well under a second."""
+    by: dict = {}
+    for stage, pe, seq, t0, t1 in events:
+        by.setdefault((pe, stage), []).append((t0 * 1e3, (t1 - t0) * 1e3))
+    for (pe, stage), spans in by.items():
+        ax.broken_barh(spans, (row[pe] - 0.4, 0.8), facecolors=f"C{stage % 10}",
+                       edgecolors="black" if labels else "none", linewidth=0.3)
+    if labels:
+        lo = min(e[3] for e in events)
+        span = max(e[4] for e in events) - lo
+        for stage, pe, seq, t0, t1 in events:
+            if t1 - t0 > span / 120:
+                ax.text((t0 + t1) / 2 * 1e3, row[pe], str(seq), ha="center", va="center",
+                        fontsize=6)
+    ax.set_yticks(range(len(row)))
+    ax.set_yticklabels(list(row))
+    ax.set_ylim(len(row) - 0.5, -0.5)
+    ax.autoscale(axis="x")

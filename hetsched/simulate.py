@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import HetschedError
 from .partition.cost import Plan, evaluate
 from .profile import Profile
 
@@ -204,7 +205,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
              post_threads: int = 1, record: int = 2000) -> SimResult:
     """Replay `plan` for `frames` frames; stage times come from the contract's evaluator."""
     if frames < 1 or buffers < 1 or pre_threads < 1 or post_threads < 1:
-        raise ValueError("frames, buffers and thread counts must be at least 1")
+        raise HetschedError("frames, buffers and thread counts must be at least 1")
     priced = evaluate(profile, plan.stages, plan.method, check=False, dla_fallback=plan.dla_fallback)
     stages = plan.stages
     sim = _Sim()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calibrate profiles/boards/jetson-agx-xavier.json on YOLOv2-relu 416 FP16 (JEDI: 187 fps
 GPU-only, 295 fps GPU+DLA pipeline) and write the two fitted efficiencies back, with the held-back
-INT8 figures (401 / 502 fps) predicted beside what JEDI measured. See hetsched/profiler/calibrate.py.
+INT8 figures (401 / 502 fps) predicted beside what JEDI measured. See hetsched/calibrate.py.
 
     python scripts/calibrate_xavier.py [--dry-run]
 """
@@ -19,7 +19,7 @@ from hetsched import graph  # noqa: E402
 from hetsched.atomic import write_text  # noqa: E402
 from hetsched.models.zoo import build_zoo  # noqa: E402
 from hetsched.profiler.board import load_board, read_raw  # noqa: E402
-from hetsched.profiler.calibrate import JEDI_YOLOV2, calibrate_xavier  # noqa: E402
+from hetsched.calibrate import JEDI_YOLOV2, calibrate_xavier  # noqa: E402
 
 
 def main() -> int:

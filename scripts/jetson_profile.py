@@ -34,7 +34,7 @@ from hetsched.power import detect  # noqa: E402
 from hetsched.profile import PE, Transfer  # noqa: E402
 from hetsched.profiler import assemble  # noqa: E402
 from hetsched.profiler.cpu import profile_cpu  # noqa: E402
-from hetsched.profiler.pes import parse_pes  # noqa: E402
+from hetsched.cores import parse_pes  # noqa: E402
 
 
 def time_engine(engine, feeds, runs: int) -> float:

@@ -14,8 +14,9 @@ from pathlib import Path
 from hetsched import graph, profile
 from hetsched.cli import Progress
 from hetsched.models.zoo import ZOO, build_zoo
-from hetsched.profiler.cpu import cpu_model_name, profile_cpu
-from hetsched.profiler.pes import parse_pes, usable_cores
+from hetsched.cores import cpu_model_name
+from hetsched.profiler.cpu import profile_cpu
+from hetsched.cores import parse_pes, usable_cores
 
 
 def main(argv=None) -> int:

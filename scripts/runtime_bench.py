@@ -138,7 +138,7 @@ def main() -> int:
 
 
 def _cpu():
-    from hetsched.profiler.cpu import cpu_model_name
+    from hetsched.cores import cpu_model_name
     return cpu_model_name()
 
 

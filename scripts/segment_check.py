@@ -15,7 +15,7 @@ from hetsched import graph
 from hetsched.atomic import write_text
 from hetsched.models.zoo import ZOO, build_zoo
 from hetsched.profiler.cpu import profile_cpu
-from hetsched.profiler.pes import parse_pes
+from hetsched.cores import parse_pes
 from hetsched.profiler.segments import check_segments, random_segments
 
 

@@ -44,20 +44,25 @@ def images(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def _example_profile(shared, name):
-    import json
+@pytest.fixture
+def example_file(shared_dir):
+    """The contract's section-5 example profile (version-1 terms), as its file."""
+    return shared_dir / "design" / "example-profile.json"
 
+
+@pytest.fixture
+def example_v2_file(shared_dir):
+    """The contract's section-6 example profile (version-2 terms), as its file."""
+    return shared_dir / "design" / "example-profile-v2.json"
+
+
+@pytest.fixture
+def example(example_file):
     from hetsched import profile
-    return profile.from_dict(json.loads((shared / "design" / name).read_text()))
+    return profile.load(example_file)
 
 
 @pytest.fixture
-def example(shared_dir):
-    """The contract's section-5 example (version-1 terms), as a Profile."""
-    return _example_profile(shared_dir, "example-profile.json")
-
-
-@pytest.fixture
-def example_v2(shared_dir):
-    """The contract's section-6 example (version-2 terms), as a Profile."""
-    return _example_profile(shared_dir, "example-profile-v2.json")
+def example_v2(example_v2_file):
+    from hetsched import profile
+    return profile.load(example_v2_file)

@@ -8,7 +8,8 @@ import numpy as np
 from hetsched import profile
 from hetsched.errors import HetschedError
 from hetsched.partition.cost import Stage, better, evaluate
-from hetsched.partition.groups import runnable, stage_groups
+from hetsched.partition.cost import runnable
+from hetsched.partition.groups import stage_groups
 
 POOL = [("cpu0", "cpu"), ("cpu1", "cpu"), ("gpu", "gpu"), ("dla0", "dla"), ("dla1", "dla")]
 

@@ -10,7 +10,7 @@ from hetsched.models.zoo import ZOO, build_zoo
 from hetsched.partition import make_plan
 from hetsched.partition.cost import PlanError, Stage, evaluate, validate
 from hetsched.profiler.board import BOARDS_DIR, load_board, list_boards
-from hetsched.profiler.calibrate import JEDI_YOLOV2, predictions
+from hetsched.calibrate import JEDI_YOLOV2, predictions
 from hetsched.profiler.roofline import model_profile
 
 JETSONS = ["jetson-tx2", "jetson-agx-xavier", "jetson-agx-orin"]

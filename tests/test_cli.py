@@ -13,13 +13,32 @@ from hetsched import devices
 
 
 def test_every_verb_has_help():
+    """Every option of every verb says what it does, and a default worth knowing is shown."""
+    import argparse
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices
     assert {"zoo", "import-darknet", "profile", "summary", "devices", "demo"} <= set(verbs)
-    for verb in verbs:
-        out = subprocess.run([sys.executable, "-m", "hetsched.cli", verb, "--help"],
-                             capture_output=True, text=True)
-        assert out.returncode == 0 and "usage: hetsched" in out.stdout
+    for verb, sub in verbs.items():
+        text = sub.format_help()
+        assert text.startswith(f"usage: hetsched {verb}")
+        for action in sub._actions:
+            name = "/".join(action.option_strings) or action.dest
+            assert action.help, f"{verb} {name} has no help text"
+            if action.option_strings and isinstance(action.default, (int, float, str)) \
+                    and not isinstance(action.default, bool) and action.default != argparse.SUPPRESS:
+                assert f"(default: {action.default})" in " ".join(text.split()) \
+                    or "default:" in action.help, f"{verb} {name} hides its default"
+        assert "-v, --verbose" in text    # -v after the verb too
+    out = subprocess.run([sys.executable, "-m", "hetsched.cli", "run", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: hetsched run" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "hetsched.cli", "--version"],
+                         capture_output=True, text=True)
+    from hetsched import __version__
+    assert out.returncode == 0 and out.stdout.strip() == f"hetsched {__version__}"
+    assert parser.parse_args(["plan", "p.json", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "plan", "p.json"]).verbose is True
+    assert not getattr(parser.parse_args(["plan", "p.json"]), "verbose", False)
 
 
 def test_zoo_yolov3(tmp_path, capsys):

@@ -13,7 +13,7 @@ from hetsched.profile import PE, Transfer
 from hetsched.profiler import assemble, runtime_terms
 from hetsched.profiler.cpu import _with_cut_cost
 from hetsched.profiler.loop import DETECTIONS, FRAME, with_loop
-from hetsched.profiler.pes import usable_cores
+from hetsched.cores import usable_cores
 
 
 def _net(g, pes=("cpu0", "cpu1"), kinds=None):

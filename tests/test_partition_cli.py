@@ -12,20 +12,15 @@ from hetsched.partition import make_plan
 from hetsched.partition.cost import PlanError, Stage, evaluate
 
 
-@pytest.fixture
-def example(shared_dir):
-    return shared_dir / "design" / "example-profile.json"
-
-
-def test_single_is_the_best_whole_network_pe(example):
-    prof = profile.load(example)
+def test_single_is_the_best_whole_network_pe(example_file):
+    prof = profile.load(example_file)
     plan = make_plan(prof, "single")
     assert [s.pes for s in plan.stages] == [("cpu0",)] and plan.bottleneck_ms == pytest.approx(44.5)
 
 
-def test_one_pe_is_best_when_transfers_dominate(example):
+def test_one_pe_is_best_when_transfers_dominate(example_file):
     """A planner must be able to say 'one PE is best here'."""
-    d = json.loads(example.read_text())
+    d = json.loads(example_file.read_text())
     d["transfer"]["default"] = {"latency_ms": 50.0, "ms_per_mb": 0.0}
     prof = profile.from_dict(d)
     for method in ("heuristic", "optimal"):
@@ -46,16 +41,16 @@ def test_replicate_takes_the_best_copies(tmp_path):
     assert set(plan.stages[0].pes) == {"gpu", "dla0"} and plan.bottleneck_ms == pytest.approx(1.5)
 
 
-def test_even_splits_by_flops(example):
-    prof = profile.load(example)
+def test_even_splits_by_flops(example_file):
+    prof = profile.load(example_file)
     with pytest.raises(PlanError, match="cannot run it"):
         make_plan(prof, "even")
     plan = make_plan(prof, "even", pes=["cpu0"])
     assert len(plan.stages) == 1
 
 
-def test_plan_validation_errors(example):
-    prof = profile.load(example)
+def test_plan_validation_errors(example_file):
+    prof = profile.load(example_file)
     with pytest.raises(PlanError, match="PE 'tpu', which the profile does not have"):
         evaluate(prof, [Stage(("tpu",), 0, 4)])
     with pytest.raises(PlanError, match="layer 0 'pre' cannot run on gpu"):
@@ -73,32 +68,37 @@ def test_plan_validation_errors(example):
                         Stage(("cpu0",), 4, 4)], replication=False)
 
 
-def test_plan_cli_all_json_plot(example, tmp_path, capsys):
+def test_plan_cli_all_json_plot(example_file, tmp_path, capsys):
     out, png = tmp_path / "plan.json", tmp_path / "plan.png"
-    assert main(["plan", str(example), "--method", "all", "--json", "-o", str(out), "--plot", str(png)]) == 0
+    assert main(["plan", str(example_file), "--method", "all", "--json", "-o", str(out), "--plot", str(png)]) == 0
     doc = json.loads(capsys.readouterr().out)
+    best, doc = doc["best"], doc["methods"]
     assert set(doc) == {"heuristic", "optimal", "single", "replicate", "even"}
     assert doc["optimal"]["bottleneck_ms"] == pytest.approx(4.1)
     assert doc["optimal"]["schema"] == "hetsched.plan/1"
     assert "error" in doc["even"]
-    assert json.loads(out.read_text()) == doc
+    assert doc[best]["bottleneck_ms"] == pytest.approx(4.1)
+    assert json.loads(out.read_text()) == doc[best]   # the plan file is the best plan
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert main(["plan", str(example), "--method", "optimal", "--pes", "cpu0,gpu", "--max-stages", "3"]) == 0
+    assert main(["plan", str(example_file), "--method", "optimal", "--pes", "cpu0,gpu", "--max-stages", "3"]) == 0
     text = capsys.readouterr().out
     assert "bottleneck" in text and "fps predicted" in text
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--pes", "cpu0,tpu"], r"PE\(s\) \['tpu'\] are not in the profile"),
-    (["--pes", "gpu,dla0"], "layer 0 'pre' .* cannot run on any allowed PE"),
-    (["--max-stages", "0"], "max_stages must be at least 1"),
+@pytest.mark.parametrize("args,match,code", [
+    (["--pes", "cpu0,tpu"], r"PE\(s\) \['tpu'\] are not in the profile", 1),
+    (["--pes", "gpu,dla0"], "layer 0 'pre' .* cannot run on any allowed PE", 1),
+    (["--max-stages", "0"], "argument --max-stages: must be at least 1", 2),
 ])
-def test_plan_cli_errors(example, tmp_path, args, match):
+def test_plan_cli_errors(example_file, tmp_path, args, match, code):
     import re
-    r = subprocess.run([sys.executable, "-m", "hetsched.cli", "plan", str(example), *args,
+    r = subprocess.run([sys.executable, "-m", "hetsched.cli", "plan", str(example_file), *args,
                         "-o", str(tmp_path / "p.json")], capture_output=True, text=True)
-    assert r.returncode == 1 and re.search(match, r.stderr.strip())
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == code and re.search(match, r.stderr.strip())
+    if code == 1:
+        assert len(r.stderr.strip().splitlines()) == 1
+    else:      # argparse: the usage, then one error line
+        assert r.stderr.startswith("usage: ") and "error:" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "p.json").exists()
 
 

@@ -68,7 +68,8 @@ def test_worked_example_v2_by_hand(example_v2):
 def _all_plans(prof):
     from itertools import product
 
-    from hetsched.partition.groups import runnable, stage_groups
+    from hetsched.partition.cost import runnable
+    from hetsched.partition.groups import stage_groups
 
     from partition_helpers import compositions
     groups = stage_groups(prof, list(prof.pes), True)

@@ -12,14 +12,14 @@ from hetsched.models.zoo import build_zoo
 
 
 @pytest.fixture
-def example(shared_dir):
+def example(example_file):
     """The raw JSON (these tests break it on purpose)."""
-    return json.loads((shared_dir / "design" / "example-profile.json").read_text())
+    return json.loads(example_file.read_text())
 
 
 @pytest.fixture
-def example_v2(shared_dir):
-    return json.loads((shared_dir / "design" / "example-profile-v2.json").read_text())
+def example_v2(example_v2_file):
+    return json.loads(example_v2_file.read_text())
 
 
 def test_worked_example_loads(example):

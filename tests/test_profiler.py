@@ -9,7 +9,7 @@ from hetsched import graph, profile
 from hetsched.errors import HetschedError
 from hetsched.models.zoo import ZOO, build_zoo
 from hetsched.profiler.cpu import profile_cpu
-from hetsched.profiler.pes import parse_pes, usable_cores
+from hetsched.cores import parse_pes, usable_cores
 from hetsched.profiler.transfer import fit
 
 
@@ -42,8 +42,8 @@ def test_profile_is_contract_valid(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
 def test_sum_of_layers_matches_whole_model(name):
-    g = graph.load(build_zoo(name, 416))
-    prof = profile_cpu(g, _pes()[:1], runs=7, warmup=2)
+    g = graph.load(build_zoo(name, 256))   # 416 holds too (at 2.6x the time)
+    prof = profile_cpu(g, _pes()[:1], runs=5, warmup=1)
     for pe in prof.pes:
         # the traced costs of the optimised session the runtime runs (prof.engine), before they
         # are scaled to its untraced run, against that untraced run

@@ -153,7 +153,7 @@ def test_cli_run_sigterm_exits_143_within_a_second(tmp_path, model_file):
     stdout, stderr = p.communicate(timeout=10)
     assert time.monotonic() - t0 < 2.0   # one second to stop, plus interpreter exit
     assert p.returncode == 143, stderr
-    assert stderr.strip().splitlines()[-1] == "hetsched: stopped by SIGTERM"
+    assert stderr.strip().splitlines()[-1] == f"hetsched: stopped by SIGTERM; kept {out}"
     lines = out.read_text().splitlines()   # a user stop keeps the complete lines written
     assert lines and [json.loads(x)["seq"] for x in lines] == list(range(len(lines)))
 

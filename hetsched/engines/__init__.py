@@ -54,6 +54,24 @@ BACKENDS = {
 DEFAULT_BACKEND = {"cpu": "onnxruntime-cpu", "gpu": "tensorrt", "dla": "tensorrt"}
 
 
+# which device a GPU or DLA PE name means, for every backend that opens one
+def gpu_index(pe: str) -> int:
+    """`gpu` is device 0, `gpuN` is device N."""
+    tail = pe[3:] if pe.startswith("gpu") else ""
+    if tail and not tail.isdigit():
+        raise EngineError(f"'{pe}' is not a GPU PE name (gpu or gpuN)")
+    return int(tail or 0)
+
+
+def dla_core(pe: str) -> int | None:
+    if pe.startswith("dla"):
+        tail = pe[3:]
+        if not tail.isdigit():
+            raise EngineError(f"'{pe}' is not a DLA PE name (dla0, dla1, ...)")
+        return int(tail)
+    return None
+
+
 def backend(name: str):
     """The open function of backend `name` (importing its module now)."""
     import importlib

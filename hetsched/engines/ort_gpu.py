@@ -10,15 +10,7 @@ import os
 
 import numpy as np
 
-from . import EngineError, EngineOptions
-
-
-def gpu_index(pe: str) -> int:
-    """`gpu` is device 0, `gpuN` is device N."""
-    tail = pe[3:] if pe.startswith("gpu") else ""
-    if tail and not tail.isdigit():
-        raise EngineError(f"'{pe}' is not a GPU PE name (gpu or gpuN)")
-    return int(tail or 0)
+from . import EngineError, EngineOptions, gpu_index
 
 
 def _require(pe: str, provider: str) -> None:

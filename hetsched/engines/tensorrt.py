@@ -20,8 +20,7 @@ import threading
 import numpy as np
 
 from ..atomic import write_bytes
-from . import EngineError, EngineOptions
-from .ort_gpu import gpu_index
+from . import EngineError, EngineOptions, dla_core, gpu_index
 
 log = logging.getLogger(__name__)
 _build_lock = threading.Lock()  # builders are memory-hungry; build one engine at a time
@@ -52,15 +51,6 @@ def _trt():
         raise EngineError("TensorRT is not installed (JetPack ships it; elsewhere "
                           "pip install hetsched[tensorrt])") from None
     return trt
-
-
-def dla_core(pe: str) -> int | None:
-    if pe.startswith("dla"):
-        tail = pe[3:]
-        if not tail.isdigit():
-            raise EngineError(f"'{pe}' is not a DLA PE name (dla0, dla1, ...)")
-        return int(tail)
-    return None
 
 
 def build_engine(model_bytes: bytes, pe: str, precision: str, gpu_fallback: bool = True) -> bytes:

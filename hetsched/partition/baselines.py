@@ -19,7 +19,8 @@ from itertools import combinations
 import numpy as np
 
 from ..profile import Profile
-from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate, fallback_gpu
+from .cost import (DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate, fallback_gpu,
+                   runnable)
 from .groups import allowed_pes, check_feasible
 
 
@@ -31,12 +32,8 @@ def _best_copies(profile: Profile, pes, method: str, sizes, dla_fallback: bool =
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
     gpu = fallback_gpu(profile, names) if dla_fallback else None
-
-    def can(p, layer):
-        if layer.cost_ms.get(p) is not None:
-            return True
-        return gpu is not None and profile.pes[p].kind == "dla" and layer.cost_ms.get(gpu) is not None
-    capable = [p for p in names if all(can(p, l) for l in profile.layers)]
+    capable = [p for p in names if all(runnable(profile, (p,), i, gpu)
+                                       for i in range(len(profile.layers)))]
     if not capable:
         raise PlanError(f"no PE of {', '.join(names)} can run every layer on its own")
     last = len(profile.layers) - 1
@@ -75,10 +72,10 @@ def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX
     cuts = [c for c in cuts if 0 < c < n]
     edges = [0, *cuts, n]
     stages = [Stage((names[j],), edges[j], edges[j + 1] - 1) for j in range(len(edges) - 1)]
+    gpu = fallback_gpu(profile, names) if dla_fallback else None
     for s in stages:
         for i in range(s.first, s.last + 1):
-            if profile.layers[i].cost_ms.get(s.pes[0]) is None and not (
-                    dla_fallback and profile.pes[s.pes[0]].kind == "dla"):
+            if not runnable(profile, s.pes, i, gpu):
                 raise PlanError(f"even split puts layer {i} '{profile.layers[i].name}' on "
                                 f"{s.pes[0]}, which cannot run it")
     plan = evaluate(profile, stages, "even", pes=names, max_stages=max_stages,

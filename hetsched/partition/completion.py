@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..profile import Profile
-from .groups import runnable
+from .cost import runnable
 from .stategraph import StateGraph, cached_transfers, mean_in, pricing
 
 

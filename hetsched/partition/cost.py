@@ -117,6 +117,15 @@ def better(a: Plan, b: Plan | None) -> bool:
     return a.key()[2] < b.key()[2]
 
 
+def runnable(profile: Profile, group, layer: int, gpu: str | None = None) -> bool:
+    """Whether every PE of `group` can hold `layer` in a stage: it runs the layer, or (`gpu`
+    given: `--dla-fallback`) it is a DLA and that GPU runs the layer for it. The one place
+    every planner asks."""
+    costs = profile.layers[layer].cost_ms
+    return all(costs.get(p) is not None or (gpu is not None and profile.pes[p].kind == "dla"
+                                            and costs.get(gpu) is not None) for p in group)
+
+
 def fallback_gpu(profile: Profile, allowed=None) -> str:
     """The GPU that runs what a DLA cannot under `--dla-fallback` (TensorRT's GPU_FALLBACK)."""
     gpus = [p for p, pe in profile.pes.items() if pe.kind == "gpu" and (allowed is None or p in allowed)]
@@ -165,12 +174,10 @@ def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = 
         if j and set(stages[j - 1].pes) == set(s.pes):
             raise PlanError(f"stages {j - 1} and {j} have the same PE group {list(s.pes)}; "
                             f"they would be one stage")
+        gpu = fallback_gpu(profile, allowed) if dla_fallback else None
         for i in range(s.first, s.last + 1):
             for pe in s.pes:
-                if profile.layers[i].cost_ms.get(pe) is None:
-                    if dla_fallback and profile.pes[pe].kind == "dla" and \
-                            profile.layers[i].cost_ms.get(fallback_gpu(profile, allowed)) is not None:
-                        continue
+                if not runnable(profile, (pe,), i, gpu):
                     raise PlanError(f"layer {i} '{profile.layers[i].name}' cannot run on {pe} "
                                     f"(stage {j})" + ("" if dla_fallback or profile.pes[pe].kind != "dla"
                                                       else "; --dla-fallback would run it on the GPU"))

@@ -50,11 +50,6 @@ def pe_sets(profile: Profile, pes: list[str]) -> list[list[str]]:
     return out[::-1]    # the whole set first
 
 
-def runnable(profile: Profile, group: tuple[str, ...], layer: int) -> bool:
-    costs = profile.layers[layer].cost_ms
-    return all(costs.get(p) is not None for p in group)
-
-
 def check_feasible(profile: Profile, pes: list[str]) -> None:
     """Every layer must run on at least one allowed PE; else one line naming the first that cannot."""
     for i, layer in enumerate(profile.layers):

@@ -32,11 +32,11 @@ from itertools import permutations
 import numpy as np
 
 from ..profile import Profile
-from .cost import DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate, fallback_gpu
 from .beam import interleaved
 from .completion import Rest
-from .groups import (allowed_pes, check_feasible, pe_sets, runnable, stage_groups,
-                     stages_from_path)
+from .cost import (DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate, fallback_gpu,
+                   runnable)
+from .groups import allowed_pes, check_feasible, pe_sets, stage_groups, stages_from_path
 
 BISECTION_STEPS = 30
 REFINE_TOP = 3
@@ -230,8 +230,7 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex, limits, prefix: _Pre
 def _runnable(profile: Profile, s: Stage, limits, prefix: _Prefix) -> bool:
     if limits.get("dla_fallback") and all(profile.pes[p].kind == "dla" for p in s.pes):
         gpu = fallback_gpu(profile, limits["pes"])
-        return all(runnable(profile, (gpu,), i) or runnable(profile, s.pes, i)
-                   for i in range(s.first, s.last + 1))
+        return all(runnable(profile, s.pes, i, gpu) for i in range(s.first, s.last + 1))
     # the fallback view differs from the profile only in DLA nulls, handled above
     return all(prefix.next_null[p][s.first] > s.last for p in s.pes)
 

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..profile import Profile
-from .cost import sources
-from .groups import runnable
+from .cost import runnable, sources
 
 State = tuple  # (group index or -1 before the first layer, ctx)
 HOST = -1      # a live tensor's source group: a graph input comes from the host

@@ -25,6 +25,8 @@ import tempfile
 import time
 from collections import defaultdict
 
+from ..cores import cpu_model_name
+from ..errors import HetschedError
 from ..graph import Graph
 from ..ortsession import random_feeds, session
 from ..pinning import PinnedThread
@@ -98,17 +100,6 @@ class _PeTrace:
         return out
 
 
-def cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def engine_config(pes: list[PE], optimization: str = "all") -> dict:
     """What a CPU profile's costs predict: the runtime's onnxruntime engine at this optimisation
     level with one intra-op thread per core of each PE (contract section 2, `engine`)."""
@@ -125,7 +116,7 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
     import onnxruntime as ort
 
     if runs < 1 or warmup < 0:
-        raise ValueError("runs must be >= 1 and warmup >= 0")
+        raise HetschedError("runs must be >= 1 and warmup >= 0")
     from . import runtime_terms
     data = graph.model.SerializeToString()
     costs, whole, optimized, summed, untraced, plain_sum = {}, {}, {}, {}, {}, {}

@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from ..profile import Profile, ProfileLayer
+from ..errors import HetschedError
 from ..pinning import PinnedThread
+from ..profile import Profile, ProfileLayer
 
 PRE_NAME, POST_NAME = "preprocess", "postprocess"
 FRAME, DETECTIONS = "hetsched.frame", "hetsched.detections"
@@ -76,7 +77,7 @@ def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9
     finally:
         src.close()
     if not images:
-        raise ValueError("the source gave no frames to measure pre-processing on")
+        raise HetschedError("the source gave no frames to measure pre-processing on")
     sess = session(graph.model, 1, optimization)
     names = [o.name for o in sess.get_outputs()]
     frames = []

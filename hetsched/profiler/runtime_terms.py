@@ -163,9 +163,10 @@ def _pair(make_work, p, q, cores_p, cores_q, rounds):
             raise failure[0]
         return run_pinned(cores_p, measure)
     finally:
+        from .. import stopping
         stop.set()
         busy.set()
-        worker.join(5.0)
+        worker.join(0.3 if stopping.requested() else 5.0)
 
 
 def cut_cost(graph, cores: dict[str, list[int]], threads: dict[str, int], optimization: str,

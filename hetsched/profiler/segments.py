@@ -104,7 +104,7 @@ def check_segments(graph: Graph, prof: Profile, segments: list[tuple[int, int]],
                    runs: int = 7, warmup: int = 2, pes: list[str] | None = None,
                    progress=None) -> list[SegmentTime]:
     """Each segment run as a stage on each CPU PE of the profile, against its prediction."""
-    from .pes import cpu_pe
+    from ..cores import cpu_pe
     pes = pes or [p for p, pe in prof.pes.items() if pe.kind == "cpu"]
     cores = {p: cpu_pe(p).extra["cores"] for p in pes}
     measured = time_segments(graph, segments, cores, prof.engine.get("intra_op_threads", {}),

@@ -19,7 +19,7 @@ from ..graph import Graph
 from ..partition.cost import Stage as PlanStage
 from ..partition.cost import evaluate
 from ..profile import Profile
-from ..profiler.pes import cpu_pe
+from ..cores import cpu_pe
 from .pipeline import Stage, Worker
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,17 @@ class Placement:
     backends: dict[str, str]
     cores: dict[str, list[int] | None]
     emulated: set[str]
+    why: dict[str, str] = None     # emulated PE -> why it is
+
+    def emulation_note(self) -> str | None:
+        """One line for the user, or None when every PE runs for real."""
+        if not self.emulated:
+            return None
+        by: dict[str, list[str]] = {}
+        for pe in sorted(self.emulated):
+            by.setdefault((self.why or {}).get(pe, "asked"), []).append(pe)
+        return "emulating " + "; ".join(f"{', '.join(pes)} ({why})" for why, pes in by.items()) \
+            + ": their stage times are replayed from the profile, not measured"
 
 
 def _gpu_present() -> bool:
@@ -55,17 +66,21 @@ def place(plan_stages: list[PlanStage], profile: Profile | None, *, emulate: boo
                                 f"(--profile) so it can be emulated")
     modeled = profile is not None and profile.source == "modeled"
     gpu = None
-    out = Placement({}, {}, set())
+    out = Placement({}, {}, set(), {})
     for pe in names:
-        if emulate or modeled:
+        if emulate:
             out.emulated.add(pe)
+            out.why[pe] = "asked for"
+        elif modeled:
+            out.emulated.add(pe)
+            out.why[pe] = f"the profile is modeled for {profile.board.get('name', 'another board')}"
         elif kinds[pe] == "cpu":
             out.cores[pe] = cpu_pe(pe).extra["cores"]   # errors if this machine lacks the cores
         else:
             gpu = _gpu_present() if gpu is None else gpu
             if not gpu:
-                log.warning("no NVIDIA GPU here: %s (%s) is emulated from the profile", pe, kinds[pe])
                 out.emulated.add(pe)
+                out.why[pe] = f"{kinds[pe]}: no NVIDIA GPU here"
         if pe in out.emulated:
             out.backends[pe] = "emulated"
             out.cores.setdefault(pe, None)

@@ -19,12 +19,14 @@ stays gap-free and only the drop count tells.
 from __future__ import annotations
 
 import heapq
+import logging
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .. import stopping
 from ..errors import HetschedError
 from ..pinning import pin_current_thread
 from .channel import Aborted, Channel, EndOfStream
@@ -35,19 +37,25 @@ STOP_DEADLINE_S = 1.0
 MODES = ("lossless", "latest")
 
 
-class PipelineError(HetschedError):
-    """A stage, source or sink failed; the message names where and on which frame."""
+log = logging.getLogger("hetsched")
 
-    def __init__(self, message: str, report: Report | None = None):
+
+class PipelineError(HetschedError):
+    """A stage, source or sink failed; the message names where and on which frame, and
+    `__cause__` is the exception itself (`-v` logs its traceback)."""
+
+    def __init__(self, message: str, report: Report | None = None, kept: bool = False):
         super().__init__(message)
         self.report = report
+        self.kept = kept     # the sinks kept what was delivered before the failure
 
 
-class Stopped(HetschedError):
-    """The run was stopped from outside (SIGINT, SIGTERM, `stop()`); `report` has what was done."""
+class Stopped(stopping.Interrupted):
+    """The run was stopped from outside (SIGINT, SIGTERM, `stop()`); `report` has what was done.
+    An `Interrupted`, so no `except HetschedError` on the way up mistakes it for a failed step."""
 
     def __init__(self, reason: str, report: Report | None = None):
-        super().__init__(f"stopped by {reason}")
+        super().__init__(reason)
         self.reason = reason
         self.report = report
 
@@ -90,7 +98,7 @@ class Pipeline:
                  post: Callable[[Frame], None], sinks: list[Sink] = (), buffers: int = 2,
                  pre_threads: int = 1, post_threads: int = 1, mode: str = "lossless",
                  max_frames: int | None = None, keep_image: bool = False, record: int = 0,
-                 host_cores: list[int] | None = None):
+                 host_cores: list[int] | None = None, emulated=()):
         if mode not in MODES:
             raise HetschedError(f"pipeline mode '{mode}' is not one of {', '.join(MODES)}")
         if buffers < 1 or pre_threads < 1 or post_threads < 1:
@@ -114,6 +122,11 @@ class Pipeline:
         self._seq_lock = threading.Lock()
         self._next_seq = 0
         self._error: str | None = None
+        self._cause: BaseException | None = None
+        # a source that fails after some frames ends the stream there: the frames before it
+        # are delivered, then the run reports the failure
+        self._source_error: tuple[str, BaseException] | None = None
+        self._sinks_closed = False
         self._stopped: str | None = None
         self._state = threading.Lock()
         self._done = threading.Event()
@@ -121,20 +134,25 @@ class Pipeline:
         self._ready = threading.Event()
         self._pending = sum(len(s.workers) for s in stages)
         self._stats: list[WorkerStats] = []
+        self._pool_busy = {"pre": [0.0] * pre_threads, "post": [0.0] * post_threads}
+        self._t_last_run = 0.0
         self._latencies: list[float] = []
         self._frames = 0
         self._t_start = self._t_end = None
         self._threads: list[threading.Thread] = []
         self._record = record     # keep the first `record` engine runs for a timeline
         self._host_cores = host_cores   # the source and sink run on the host (contract: host_ms)
+        self.emulated = sorted(emulated)
         self.events: list[tuple[int, str, int, float, float]] = []   # stage, PE, seq, t0, t1
 
     # --- control -------------------------------------------------------------------------
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, cause: BaseException | None = None) -> None:
         with self._state:
             if self._error is None and self._stopped is None:
-                self._error = message
+                self._error, self._cause = message, cause
+                if cause is not None:
+                    log.debug("%s", message, exc_info=cause)
         self._halt()
 
     def stop(self, reason: str = "stop()") -> None:
@@ -165,8 +183,13 @@ class Pipeline:
                 try:
                     image = self.source.read()
                 except Exception as e:
-                    self._fail(f"source '{self.source.name}' failed at frame {index}: {_why(e)}")
-                    return
+                    message = f"source '{self.source.name}' failed at frame {index}: {_why(e)}"
+                    if index == 0:
+                        self._fail(message, e)
+                        return
+                    log.debug("%s", message, exc_info=e)
+                    self._source_error = (message, e)
+                    break
                 if image is None:
                     break
                 self.q_src.put(Frame(index, image, time.perf_counter()),
@@ -179,16 +202,19 @@ class Pipeline:
         except Aborted:
             pass
 
-    def _pre_loop(self) -> None:
+    def _pre_loop(self, k: int) -> None:
+        busy = self._pool_busy["pre"]
         try:
             while True:
                 with self._seq_lock:  # sequence numbers in the order frames leave the source queue
                     frame = self.q_src.get()
                     frame.seq, self._next_seq = self._next_seq, self._next_seq + 1
                 try:
+                    t0 = time.perf_counter()
                     self.pre(frame)
+                    busy[k] += time.perf_counter() - t0
                 except Exception as e:
-                    self._fail(f"pre-processing failed on frame {frame.seq}: {_why(e)}")
+                    self._fail(f"pre-processing failed on frame {frame.seq}: {_why(e)}", e)
                     return
                 if not self.keep_image:
                     frame.image = None
@@ -207,7 +233,7 @@ class Pipeline:
                 pin_current_thread(worker.cores)
             engine = worker.open()
         except Exception as e:
-            self._fail(f"{where}: cannot load the engine: {_why(e)}")
+            self._fail(f"{where}: cannot load the engine: {_why(e)}", e)
             return
         with self._state:
             self._pending -= 1
@@ -239,11 +265,12 @@ class Pipeline:
                         post(frame)
                     t1 = time.perf_counter()
                     stats.busy_s += t1 - t0
+                    self._t_last_run = max(self._t_last_run, t1)
                     if len(self.events) < self._record:
                         self.events.append((j, worker.pe, frame.seq, t0 - self._t_start, t1 - self._t_start))
                 except Exception as e:
                     what = where if part == "engine" else f"{part} in {where}"
-                    self._fail(f"{what} failed on frame {frame.seq}: {_why(e)}")
+                    self._fail(f"{what} failed on frame {frame.seq}: {_why(e)}", e)
                     return
                 finally:
                     lock.release()
@@ -263,14 +290,17 @@ class Pipeline:
             except Exception:
                 pass
 
-    def _post_loop(self) -> None:
+    def _post_loop(self, k: int) -> None:
+        busy = self._pool_busy["post"]
         try:
             while True:
                 frame = self.q_post.get()
                 try:
+                    t0 = time.perf_counter()
                     self.post(frame)
+                    busy[k] += time.perf_counter() - t0
                 except Exception as e:
-                    self._fail(f"post-processing failed on frame {frame.seq}: {_why(e)}")
+                    self._fail(f"post-processing failed on frame {frame.seq}: {_why(e)}", e)
                     return
                 self.q_sink.put(frame)
         except EndOfStream:
@@ -294,7 +324,7 @@ class Pipeline:
                         try:
                             sink.write(f)
                         except Exception as e:
-                            self._fail(f"sink '{sink.name}' failed on frame {f.seq}: {_why(e)}")
+                            self._fail(f"sink '{sink.name}' failed on frame {f.seq}: {_why(e)}", e)
                             return
                     f.t_done = time.perf_counter()
                     self._latencies.append((f.t_done - f.t_read) * 1e3)
@@ -309,14 +339,23 @@ class Pipeline:
         except Aborted:
             pass
         finally:
-            keep = self._error is None
-            for sink in self.sinks:
-                try:
-                    sink.close(keep)
-                except Exception as e:
-                    self._fail(f"sink '{sink.name}' could not be closed: {_why(e)}")
+            self._close_sinks(self._error is None and self._frames > 0)
             if ended:
                 self._done.set()
+
+    def _close_sinks(self, keep: bool) -> None:
+        if self._sinks_closed:
+            return
+        self._sinks_closed = True
+        for sink in self.sinks:
+            try:
+                sink.close(keep)
+            except Exception as e:
+                self._fail(f"sink '{sink.name}' could not be closed: {_why(e)}", e)
+
+    def abandon(self) -> None:
+        """The run will not happen (stopped or failed before `run`): discard the sinks' files."""
+        self._close_sinks(False)
 
     # --- running -------------------------------------------------------------------------
 
@@ -330,6 +369,8 @@ class Pipeline:
         SIGINT/SIGTERM/`stop()`, each carrying the report of what was done; every thread has
         ended (or is named in the report) within `STOP_DEADLINE_S` of the stop."""
         restore = self._install_signals() if handle_signals else {}
+        if stopping.requested():
+            self.stop(stopping.requested())
         try:
             for j, stage in enumerate(self.stages):
                 for m, w in enumerate(stage.workers):
@@ -338,9 +379,9 @@ class Pipeline:
                     self._spawn(f"stage{j}-{w.pe}", self._stage_loop, j, m, w, stats)
             self._spawn("source", self._source_loop)
             for k in range(self.pre_threads):
-                self._spawn(f"pre{k}", self._pre_loop)
+                self._spawn(f"pre{k}", self._pre_loop, k)
             for k in range(self.post_threads):
-                self._spawn(f"post{k}", self._post_loop)
+                self._spawn(f"post{k}", self._post_loop, k)
             self._spawn("sink", self._sink_loop)
             try:
                 while not self._done.wait(0.05):
@@ -360,19 +401,30 @@ class Pipeline:
                 self.source.close()
             except Exception:
                 pass
+            if not any(t.name == "hetsched-sink" and t.is_alive() for t in self._threads):
+                self._close_sinks(False)   # the sink thread never got to it: nothing was written
         report = self._report(leaked)
         if self._error:
-            raise PipelineError(self._error, report)
+            raise PipelineError(self._error, report) from self._cause
         if self._stopped:
             raise Stopped(self._stopped, report)
+        if self._source_error:
+            report.error = self._source_error[0]
+            raise PipelineError(self._source_error[0], report, kept=True) from self._source_error[1]
         return report
 
     def _install_signals(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
             return {}
+        def handler(signum, _frame):
+            name = signal.Signals(signum).name
+            stopping.request(name)     # and whatever runs after this pipeline stops too
+            self.stop(name)
+
         old = {}
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            old[sig] = signal.signal(sig, lambda *_, name=name: self.stop(name))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, handler)
         return old
 
     def _join(self) -> list[str]:
@@ -385,8 +437,12 @@ class Pipeline:
         wall = (self._t_end - self._t_start) if self._t_start and self._t_end else 0.0
         queues = {ch.name: {"mean": round(ch.mean_occupancy(), 3), "max": ch.max_len,
                             "capacity": ch.capacity} for ch in self._channels}
+        busy_wall = (max(self._t_end or 0.0, self._t_last_run) - self._t_start) \
+            if self._t_start else 0.0
+        pools = {name: (len(b), sum(b)) for name, b in self._pool_busy.items()}
         return Report(self._frames, wall, list(self._latencies), list(self._stats), queues,
-                      self.q_src.dropped, self._stopped, self._error, leaked)
+                      self.q_src.dropped, self._stopped, self._error, leaked, list(self.emulated),
+                      pools, max(busy_wall, 0.0))
 
 
 def _route(channels: list[Channel], frame: Frame) -> Channel:

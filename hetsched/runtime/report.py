@@ -27,6 +27,32 @@ class Report:
     stopped: str | None = None       # why the run ended early (SIGINT, SIGTERM, error)
     error: str | None = None
     leaked_threads: list[str] = field(default_factory=list)
+    # PEs whose stage times were replayed from the profile, not run here: such a report
+    # measures the runtime's scheduling of modeled costs, not the board
+    emulated: list[str] = field(default_factory=list)
+    # the pre- and post-processing pools: name -> (threads, busy seconds summed over them)
+    pools: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # first read to the last engine run or delivery, whichever is later: the span busy
+    # fractions are of (frames still in flight when a run stops were worked on after the last
+    # delivery, so `wall_s` alone gave fractions above 1)
+    busy_wall_s: float = 0.0
+
+    def _busy(self, seconds: float, threads: int = 1) -> float:
+        span = max(self.busy_wall_s, self.wall_s)
+        return seconds / (span * threads) if span > 0 else 0.0
+
+    def service_ms(self) -> float | None:
+        """Time a frame spends being worked on (each stage's mean run, plus the pools'), as
+        against waiting in queues: latency minus this is queueing."""
+        by: dict[int, list[float]] = {}
+        for w in self.workers:
+            by.setdefault(w.stage, [0.0, 0])
+            by[w.stage][0] += w.busy_s
+            by[w.stage][1] += w.frames
+        if not self.frames or not by:
+            return None
+        total = sum(b / n for b, n in by.values() if n)
+        return 1e3 * (total + sum(busy for _, busy in self.pools.values()) / self.frames)
 
     @property
     def fps(self) -> float:
@@ -42,10 +68,13 @@ class Report:
             "latency_ms_p50": r(self.latency(50)), "latency_ms_p95": r(self.latency(95)),
             "latency_ms_p99": r(self.latency(99)),
             "workers": [{"stage": w.stage, "pe": w.pe, "frames": w.frames,
-                         "busy_fraction": r(w.busy_s / self.wall_s if self.wall_s else 0.0)}
-                        for w in self.workers],
+                         "busy_fraction": r(self._busy(w.busy_s))} for w in self.workers],
+            "pools": {name: {"threads": n, "busy_fraction": r(self._busy(busy, n))}
+                      for name, (n, busy) in self.pools.items()},
+            "service_ms": r(self.service_ms()),
             "queues": self.queues, "dropped": self.dropped, "stopped": self.stopped,
             "error": self.error, "leaked_threads": self.leaked_threads,
+            "emulated": self.emulated,
         }
 
     def format(self) -> str:
@@ -56,8 +85,20 @@ class Report:
         rows.append(f"{'stage':>5}  {'PE':<8}{'frames':>8}{'busy':>8}")
         for w in d["workers"]:
             rows.append(f"{w['stage']:>5}  {w['pe']:<8}{w['frames']:>8}{w['busy_fraction']:>8.2f}")
+        for name, pool in d["pools"].items():
+            rows.append(f"{name:>5}  {str(pool['threads']) + ' thr':<8}{'':>8}"
+                        f"{pool['busy_fraction']:>8.2f}")
+        service, p50 = d["service_ms"], d["latency_ms_p50"]
+        if service and p50 and p50 > 2 * service:
+            rows.append(f"latency counts from the source read: a frame is worked on for "
+                        f"{service:.1f} ms and waits the rest in the queues, because a file or "
+                        f"synthetic source reads ahead of the slowest stage (a camera at its own "
+                        f"rate, or --mode latest, waits less)")
         rows.append("queues (mean / max / capacity): " + ", ".join(
             f"{k} {v['mean']:.2f}/{v['max']}/{v['capacity']}" for k, v in d["queues"].items()))
+        if self.emulated:
+            rows.append(f"emulated PEs: {', '.join(self.emulated)} (their stage times are replayed "
+                        f"from the profile: this run measures scheduling, not those PEs)")
         if self.stopped:
             rows.append(f"stopped early: {self.stopped}")
         if self.leaked_threads:

@@ -108,15 +108,28 @@ class DumpSink:
     def __init__(self, folder, outputs: list[str]):
         self.name = str(folder)
         self.folder = Path(folder)
+        self._made = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.outputs = outputs
+        self._written: list[Path] = []
 
     def write(self, frame: Frame) -> None:
         arrays = {f"in/{k}": v for k, v in (frame.inputs or {}).items()}
         arrays.update({f"out/{k}": frame.tensors[k] for k in self.outputs})
-        with atomic_path(self.folder / f"{frame.seq:06d}.npz") as tmp:
+        path = self.folder / f"{frame.seq:06d}.npz"
+        with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
+        self._written.append(path)
 
     def close(self, keep: bool) -> None:
-        pass
+        # like the other sinks: an error leaves nothing behind, not even the folder it made
+        if keep:
+            return
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        if self._made:
+            try:
+                self.folder.rmdir()
+            except OSError:
+                pass

@@ -1,12 +1,15 @@
-"""CPU processing elements: `cpu0` is core 0, `cpu2-3` is cores 2 and 3 as one PE."""
+"""This machine's CPU cores as processing elements: `cpu0` is core 0, `cpu2-3` is cores 2 and 3
+as one PE; which cores this process may use, and what the CPU is called. The profiler, the
+runtime and `devices` all name cores this way."""
 
 from __future__ import annotations
 
 import os
+import platform
 import re
 
-from ..errors import HetschedError
-from ..profile import PE
+from .errors import HetschedError
+from .profile import PE
 
 _CPU = re.compile(r"^cpu(\d+)(?:-(\d+))?$")
 
@@ -45,3 +48,14 @@ def parse_pes(spec: str) -> list[PE]:
                 raise HetschedError(f"PEs '{taken[c]}' and '{pe.name}' share core {c}")
             taken[c] = pe.name
     return pes
+
+
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -17,10 +17,10 @@ points 2, 23, 34 (last layer of a stage) are, in our indices, 1 (L0.relu), 22 (L
 
 from __future__ import annotations
 
-from ..partition.cost import Stage, evaluate
-from ..profile import Profile
-from .board import Board
-from .roofline import model_profile
+from .partition.cost import Stage, evaluate
+from .profile import Profile
+from .profiler.board import Board
+from .profiler.roofline import model_profile
 
 JEDI_YOLOV2 = {"gpu_only_fps": 187.0, "pipeline_fps": 295.0, "int8_gpu_only_fps": 401.0,
                "int8_pipeline_fps": 502.0, "cuts_tkdnn": [2, 23, 34, 54], "cuts_ours": [1, 22, 33]}
