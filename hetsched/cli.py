@@ -148,32 +148,21 @@ def cmd_summary(args) -> int:
 def cmd_plan(args) -> int:
     from . import plots, profile
     from .atomic import write_text
-    from .partition import METHODS, make_plan
-    from .partition.cost import PlanError
+    from .partition import METHODS, make_plan, plan_every
     from .partition.report import format_comparison, format_plan
     prof = profile.load(args.profile)
     opts = {"pes": args.pes.split(",") if args.pes else None, "max_stages": args.max_stages,
             "replication": not args.no_replication, "dla_fallback": args.dla_fallback}
     if args.method == "all":
-        plans, bound = {}, None
-        for m in METHODS:
-            extra = {"time_limit_s": args.time_limit} if m == "optimal" else {}
-            try:
-                plans[m] = make_plan(prof, m, **opts, **extra)
-            except PlanError as e:
-                plans[m] = str(e)
-                bound = getattr(e, "lower_bound_ms", bound)
-        good = {m: p for m, p in plans.items() if not isinstance(p, str)}
-        if not good:
-            raise PlanError("every method failed: " + "; ".join(f"{m}: {e}" for m, e in plans.items()))
-        doc = {m: ({**p.to_dict(), **_terms_key(prof, p)} if m in good else {"error": p})
-               for m, p in plans.items()}
-        if bound is not None:
-            doc["optimal"]["lower_bound_ms"] = bound
-        shown = min(good.values(), key=lambda p: p.key())
-        text = (format_comparison(plans, bound) + "\n\nbest: " + shown.method + "\n"
+        tried = plan_every(prof, METHODS, time_limit_s=args.time_limit, **opts)
+        shown = tried.best()
+        doc = {m: {**p.to_dict(), **_terms_key(prof, p)} for m, p in tried.plans.items()}
+        doc.update({m: {"error": e} for m, e in tried.errors.items()})
+        if tried.lower_bound_ms is not None:
+            doc["optimal"]["lower_bound_ms"] = tried.lower_bound_ms
+        text = (format_comparison(tried) + "\n\nbest: " + shown.method + "\n"
                 + format_plan(prof, shown))
-        doc = {"best": shown.method, "methods": doc}
+        doc = {"best": shown.method, "methods": {m: doc[m] for m in METHODS if m in doc}}
     else:
         extra = {"time_limit_s": args.time_limit} if args.method == "optimal" else {}
         shown = make_plan(prof, args.method, **opts, **extra)
@@ -657,6 +646,11 @@ def main(argv=None) -> int:
         _kept.clear()
         try:
             args = build_parser().parse_args(argv)
+            if not getattr(args, "verbose", False):
+                # OpenCV's and FFmpeg's own lines ("moov atom not found") would come before, and
+                # say less than, hetsched's one line about the same file; -v lets them through
+                os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+                os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
             logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False)
                                 else logging.WARNING,
                                 format="hetsched: %(levelname)s: %(message)s", force=True)

@@ -14,7 +14,7 @@ from .engines import EngineOptions
 from .errors import HetschedError
 from .ortsession import session
 from .partition import make_plan
-from .partition.cost import Plan, better, evaluate, read_plan_file, stages_from_dicts
+from .partition.cost import Plan, evaluate, read_plan_file, stages_from_dicts
 from .runtime.build import build_stages, place
 from .runtime.pipeline import Pipeline
 from .runtime.report import Report
@@ -127,25 +127,12 @@ AUTO_METHODS = ("heuristic", "optimal")
 AUTO_TIME_LIMIT_S = 10.0
 
 
-def plan_to_run(prof: profmod.Profile, methods=None, **opts) -> tuple[Plan, dict]:
-    """(the best-priced plan under the contract's order, every method's plan or error)."""
-    from .partition import METHODS
-    plans: dict = {}
-    limit = opts.pop("time_limit_s", AUTO_TIME_LIMIT_S)
-    for method in methods or METHODS:
-        extra = {"time_limit_s": limit} if method == "optimal" else {}
-        try:
-            plans[method] = make_plan(prof, method, **opts, **extra)
-        except HetschedError as e:
-            plans[method] = str(e)
-    ok = [p for p in plans.values() if not isinstance(p, str)]
-    if not ok:
-        raise HetschedError("no planning method found a plan: " + "; ".join(plans.values()))
-    best = None
-    for p in ok:
-        if best is None or better(p, best):
-            best = p
-    return best, plans
+def plan_to_run(prof: profmod.Profile, methods=None, **opts):
+    """(the best-priced plan under the contract's order, every method's `Attempts`)."""
+    from .partition import METHODS, plan_every
+    attempts = plan_every(prof, methods or METHODS,
+                          time_limit_s=opts.pop("time_limit_s", AUTO_TIME_LIMIT_S), **opts)
+    return attempts.best(), attempts
 
 
 def plan_for(prof: profmod.Profile | None, plan: dict, pes: list[str] | None, n_layers: int) -> Plan:

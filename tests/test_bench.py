@@ -3,9 +3,12 @@ shape, energy is null where no backend exists, and the report files are written.
 
 import json
 
+import pytest
+
 from hetsched.cli import main
 
 
+@pytest.mark.slow
 def test_bench_model_measures_whole_loops_with_predictions(tmp_path, capsys, monkeypatch):
     """Without a spec: the whole loop (source, pre, network, post, sink) by every method, each
     planned one with the fps its plan predicts, and the method `hetsched run` would choose."""
@@ -26,6 +29,7 @@ def test_bench_model_measures_whole_loops_with_predictions(tmp_path, capsys, mon
     assert doc["chosen"] in ("heuristic", "optimal")
 
 
+@pytest.mark.slow
 def test_bench_network_only_json_and_report(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench"
@@ -45,6 +49,7 @@ def test_bench_network_only_json_and_report(tmp_path, capsys, monkeypatch):
     assert "| sequential |" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_bench_spec_measures_the_detection_loop(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "p.yaml"

@@ -44,6 +44,7 @@ def zoo_graphs():
     return {n: graph.from_model(build_zoo(n, 416), name=n) for n in ZOO}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", JETSONS)
 def test_modeled_profiles_of_every_zoo_network_are_contract_valid(board, zoo_graphs):
     b = load_board(board)
@@ -77,6 +78,7 @@ def test_roofline_by_hand():
     assert prof.tensors[conv.outputs[0]] == g.tensors[conv.outputs[0]].bytes // 2
 
 
+@pytest.mark.slow
 def test_stored_xavier_calibration_reproduces_its_targets():
     """The board file's fitted efficiencies give JEDI's two FP16 figures back (the fit is
     stored, so this fails if the model or the board file changes without re-fitting)."""

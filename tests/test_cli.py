@@ -41,6 +41,7 @@ def test_every_verb_has_help():
     assert not getattr(parser.parse_args(["plan", "p.json"]), "verbose", False)
 
 
+@pytest.mark.slow
 def test_zoo_yolov3(tmp_path, capsys):
     out = tmp_path / "y3.onnx"
     assert main(["zoo", "yolov3", "--size", "416", "-o", str(out)]) == 0
@@ -49,6 +50,7 @@ def test_zoo_yolov3(tmp_path, capsys):
     assert shapes == [[1, 255, 13, 13], [1, 255, 26, 26], [1, 255, 52, 52]]
 
 
+@pytest.mark.slow
 def test_profile_summary_plot(tmp_path, capsys):
     model = tmp_path / "t.onnx"
     assert main(["zoo", "tiny-yolov2", "--size", "64", "-o", str(model)]) == 0
@@ -104,6 +106,7 @@ def test_jetson_model_from_device_tree(tmp_path):
     assert devices.jetson(str(tmp_path / "nowhere")) == {"present": False}
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     argv = ["demo", "--size", "64", "--runs", "2", "--warmup", "1", "--workdir", str(tmp_path)]
     assert main(argv) == 0

@@ -83,6 +83,7 @@ def plan_file(tmp_path):
 
 # --- 1, 8: signals while profiling and during start-up --------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("phase", ["start-up", "profile cpu0,cpu1:", "contention"])
 def test_profile_stops_within_a_second(tmp_path, sig, phase):
@@ -101,6 +102,7 @@ def test_profile_stops_within_a_second(tmp_path, sig, phase):
     assert outputs(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_bench_stopped_while_profiling_exits_130(tmp_path):
     p = hetsched("bench", "--model", "tiny-yolov2", "--size", "96", "--frames", "5",
                  "--repeat", "1", cwd=tmp_path)
@@ -113,6 +115,7 @@ def test_bench_stopped_while_profiling_exits_130(tmp_path):
 
 # --- 2: a stopped run keeps its outputs and draws its timeline ------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_stopped_run_keeps_outputs_and_timeline(tmp_path, model, plan_file, sig):
     pytest.importorskip("matplotlib")
@@ -217,3 +220,12 @@ def test_verbose_after_the_verb_shows_the_cause(tmp_path, model, plan_file):
                                  "-v", cwd=tmp_path), tmp_path)
     assert rc == 1 and "Traceback" in err and "SourceError" in err
     assert err.strip().splitlines()[-1].startswith("hetsched: error: source ")
+
+
+def test_unreadable_video_is_hetscheds_line_alone(tmp_path, model, plan_file):
+    (tmp_path / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    rc, out, err = finish(hetsched("run", "--model", model, "--plan", plan_file, "--source",
+                                   "bad.mp4", cwd=tmp_path), tmp_path)
+    assert rc == 1 and err.strip().splitlines() == [
+        "hetsched: error: cannot open video 'bad.mp4' (missing, unreadable, or a format this "
+        "OpenCV cannot decode)"], err

@@ -172,6 +172,7 @@ def _check_split(g, boundaries, feeds, atol=1e-4):
         np.testing.assert_allclose(env[name], full[name], atol=atol, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-yolov2", "yolov2", "tiny-yolov3", "yolov4-tiny"])
 def test_three_way_splits_chain_back(name):
     g = graph.load(build_zoo(name, 96))
@@ -182,6 +183,7 @@ def test_three_way_splits_chain_back(name):
         _check_split(g, cuts, feeds)
 
 
+@pytest.mark.slow
 def test_every_single_boundary_split_of_yolov3(cfg_dir):
     """Darknet's own yolov3.cfg, every conv eight times thinner (the heads keep their 255
     outputs): the same 174 layers, routes and shortcuts, at a fiftieth of the session cost."""

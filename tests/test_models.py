@@ -24,6 +24,7 @@ CFG_OUTPUTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", sorted(CFG_OUTPUTS))
 def test_real_cfgs_import_and_run(cfg_dir, cfg):
     model = import_darknet(cfg_dir / cfg)
@@ -34,6 +35,7 @@ def test_real_cfgs_import_and_run(cfg_dir, cfg):
     assert all(np.isfinite(o).all() for o in outs.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
 def test_zoo_matches_its_published_cfg(cfg_dir, name):
     zoo = graph.load(build_zoo(name, 416))
@@ -45,6 +47,7 @@ def test_zoo_matches_its_published_cfg(cfg_dir, name):
     assert zoo.metadata["hetsched.heads"] == imported.metadata["hetsched.heads"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
 def test_every_zoo_model_runs(name):
     size = 320
@@ -59,6 +62,7 @@ def test_every_zoo_model_runs(name):
     assert not any(n.op_type == "LeakyRelu" for n in model.graph.node)
 
 
+@pytest.mark.slow
 def test_yolov3_outputs_at_416():
     model = build_zoo("yolov3", 416)
     outs = run(model, {"images": images((1, 3, 416, 416))}, threads=2)

@@ -22,6 +22,7 @@ def test_finds_the_worked_example_v2_optimum(example_v2):
     assert plan.bottleneck_ms == pytest.approx(3.76) and plan.latency_ms == pytest.approx(16.84)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_close_to_brute_force_and_never_below_it(version):
     # v1 (145 instances): mean 0.9993, 98.6% exactly optimal, worst 0.920 (before the

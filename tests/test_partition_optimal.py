@@ -89,6 +89,7 @@ def test_v1_example_keeps_its_figures_under_v2(example):
 INSTANCES_V2 = instances_v2(220, seed=2027)
 
 
+@pytest.mark.slow
 def test_v2_instances_exercise_every_term():
     """The random set is not degenerate: replication of both kinds is optimal somewhere, and
     the optimum of some instances leaves a contending PE idle."""
@@ -152,6 +153,7 @@ def test_infeasible_layer_is_named(example):
         solve(example, pes=["gpu", "dla0"])
 
 
+@pytest.mark.slow
 def test_time_limit_is_kept_on_a_large_profile():
     """The exact search gives up near its limit, inside a layer's work too (it once ran 80%
     over on wide frontiers), and never returns an unproven plan."""
@@ -170,6 +172,7 @@ def test_time_limit_is_kept_on_a_large_profile():
 
 @pytest.mark.parametrize("version,case", [("v1", k) for k in range(0, 260, 4)] +
                          [("v2", k) for k in range(0, 220, 45)])
+@pytest.mark.slow
 def test_lower_bound_at_a_time_out_never_exceeds_the_optimum(version, case, monkeypatch):
     """Stopped at every possible point (a fake clock that moves one second per reading; v2: every
     ninth, over a search per PE set), the bound the search reports is never above the

@@ -17,6 +17,7 @@ def _pes():
     return parse_pes(",".join(f"cpu{c}" for c in sorted(usable_cores())[:2]))
 
 
+@pytest.mark.slow
 def test_profile_is_contract_valid(tmp_path):
     g = graph.load(build_zoo("tiny-yolov3", 128))
     seen = []
@@ -108,6 +109,7 @@ def test_attribution_maps_fused_and_layout_nodes_back_by_hand():
     assert fused == {"act0": ["c0", "act0"], "c1": ["c1", "add"]}
 
 
+@pytest.mark.slow
 def test_profile_records_the_engine_it_predicts():
     g = graph.load(build_zoo("tiny-yolov3", 96))
     prof = profile_cpu(g, _pes()[:1], runs=2, warmup=1)
@@ -122,6 +124,7 @@ def test_profile_records_the_engine_it_predicts():
     assert plain.engine["optimization"] == "disable" and "fused_layers" not in plain.board
 
 
+@pytest.mark.slow
 def test_segments_run_as_stages_match_the_profile():
     """Random contiguous segments of a zoo model, run as the runtime runs a stage, cost what the
     profile predicts. Few, mid-sized segments and a tolerance wide enough that this VM's noise

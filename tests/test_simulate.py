@@ -171,6 +171,7 @@ def test_chain_steady_state_matches_the_bound(stages, buffers):
     assert r.steady_fps == pytest.approx(plan.throughput_fps, rel=0.01)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_random_v2_plans_reach_the_contract_bound(seed):

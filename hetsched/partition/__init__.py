@@ -6,8 +6,10 @@ planners that all return `cost.Plan`s. Pure functions, no threads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ..profile import Profile
-from .cost import DEFAULT_MAX_STAGES, Plan, PlanError
+from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, better
 
 
 def _methods():
@@ -27,3 +29,36 @@ def make_plan(profile: Profile, method: str = "heuristic", *, pes=None, replicat
     if max_stages < 1:
         raise PlanError(f"max_stages must be at least 1, got {max_stages}")
     return solvers[method](profile, pes=pes, replication=replication, max_stages=max_stages, **extra)
+
+
+@dataclass
+class Attempts:
+    """Every method tried on one profile: the plans found, and why the others found none."""
+    plans: dict[str, Plan] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    lower_bound_ms: float | None = None    # what a timed-out exact search proved
+
+    def best(self) -> Plan:
+        """The best-priced plan under the contract's order (`cost.better`)."""
+        if not self.plans:
+            raise PlanError("no planning method found a plan: "
+                            + "; ".join(f"{m}: {e}" for m, e in self.errors.items()))
+        best = None
+        for plan in self.plans.values():
+            if better(plan, best):
+                best = plan
+        return best
+
+
+def plan_every(profile: Profile, methods=METHODS, *, time_limit_s: float | None = None,
+               **opts) -> Attempts:
+    """`make_plan` with each of `methods`, in order; `time_limit_s` goes to the exact search."""
+    out = Attempts()
+    for method in methods:
+        extra = {"time_limit_s": time_limit_s} if method == "optimal" and time_limit_s else {}
+        try:
+            out.plans[method] = make_plan(profile, method, **opts, **extra)
+        except PlanError as e:
+            out.errors[method] = str(e)
+            out.lower_bound_ms = getattr(e, "lower_bound_ms", out.lower_bound_ms)
+    return out

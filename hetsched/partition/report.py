@@ -50,25 +50,26 @@ def format_plan(profile: Profile, plan: Plan) -> str:
     return "\n".join(rows)
 
 
-def format_comparison(plans: dict[str, Plan | str], lower_bound_ms: float | None = None) -> str:
-    """Methods side by side; a method that failed carries its error message instead of a plan.
-    Without a proven optimum, a proven `lower_bound_ms` on it gives each method's worst-case
-    ratio to the optimum (shown as >= ratio)."""
-    ref = plans.get("optimal")
-    ref = ref if isinstance(ref, Plan) else None
+def format_comparison(attempts) -> str:
+    """Methods side by side (a `partition.Attempts`); a method that failed shows its error.
+    Without a proven optimum, a proven lower bound on it gives each method's worst-case ratio
+    to the optimum (shown as >= ratio)."""
+    ref = attempts.plans.get("optimal")
+    bound = attempts.lower_bound_ms
     rows = [f"{'method':<11}{'stages':>7}{'bottleneck ms':>15}{'fps':>10}{'latency ms':>12}"
             f"{'vs optimal':>12}{'solve ms':>10}"]
-    for name, plan in plans.items():
-        if not isinstance(plan, Plan):
-            rows.append(f"{name:<11}  failed: {plan}")
+    for name in [*attempts.plans, *attempts.errors]:
+        if name in attempts.errors:
+            rows.append(f"{name:<11}  failed: {attempts.errors[name]}")
             continue
+        plan = attempts.plans[name]
         ratio = (f"{ref.bottleneck_ms / plan.bottleneck_ms:.4f}" if ref else
-                 f">={lower_bound_ms / plan.bottleneck_ms:.4f}" if lower_bound_ms else "-")
+                 f">={bound / plan.bottleneck_ms:.4f}" if bound else "-")
         rows.append(f"{name:<11}{len(plan.stages):>7}{plan.bottleneck_ms:>15.3f}"
                     f"{plan.throughput_fps:>10.2f}{plan.latency_ms:>12.3f}{ratio:>12}"
                     f"{plan.solve_ms or 0.0:>10.1f}")
-    if ref is None and lower_bound_ms:
-        rows.append(f"(no proven optimum; proven: optimum >= {lower_bound_ms:.3f} ms, so 'vs optimal' "
+    if ref is None and bound:
+        rows.append(f"(no proven optimum; proven: optimum >= {bound:.3f} ms, so 'vs optimal' "
                     f"is a worst case)")
     elif ref is None:
         rows.append("(no proven optimum: 'vs optimal' is blank)")
