@@ -20,13 +20,30 @@ CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 TWO_STAGES = [{"pes": ["cpu0"], "first": 0, "last": 9}, {"pes": ["cpu1"], "first": 10, "last": 31}]
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """A failed assertion must not leave an endless `run` behind (it would load the machine
+    for every later test)."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def hetsched(*args, cwd):
     """The command as a user starts it (the console script's entry point, not `main`); its
     stdout and stderr go to files in `cwd`, so that a test can wait for a line on either."""
     out, err = open(Path(cwd) / "stdout.txt", "w"), open(Path(cwd) / "stderr.txt", "w")
-    return subprocess.Popen([sys.executable, "-c", "from hetsched.cli import console; console()",
+    proc = subprocess.Popen([sys.executable, "-c", "from hetsched.cli import console; console()",
                              *map(str, args)], cwd=cwd, stdout=out, stderr=err, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _started.append(proc)
+    return proc
 
 
 def _texts(cwd):
@@ -120,17 +137,21 @@ def test_bench_stopped_while_profiling_exits_130(tmp_path):
 def test_stopped_run_keeps_outputs_and_timeline(tmp_path, model, plan_file, sig):
     pytest.importorskip("matplotlib")
     p = hetsched("run", "--model", model, "--plan", plan_file, "--source", "synthetic:160x120",
-                 "--jsonl", "d.jsonl", "--timeline", "t.png", cwd=tmp_path)
-    wait_for(p, tmp_path, "Ctrl-C stops")
-    time.sleep(1.5)           # frames are flowing
+                 "--jsonl", "d.jsonl", "--dump", "dump", "--timeline", "t.png", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "dump").glob("*.npz"))) < 3:    # frames are being delivered
+        assert p.poll() is None and time.monotonic() < deadline, _texts(tmp_path)
+        time.sleep(0.05)
     took, out, err = stop(p, sig, tmp_path)
     assert p.returncode == CODES[sig], err
     assert took < 1.5, f"{took:.2f} s"
-    assert err.strip().splitlines()[-1] == f"hetsched: stopped by {sig.name}; kept d.jsonl, t.png"
+    assert err.strip().splitlines()[-1] == \
+        f"hetsched: stopped by {sig.name}; kept d.jsonl, dump, t.png"
     assert "wrote timeline: t.png" in out and "wrote jsonl: d.jsonl" in out
     assert cv2.imread(str(tmp_path / "t.png")) is not None
     seqs = [json.loads(x)["seq"] for x in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert seqs and seqs == list(range(len(seqs)))
+    assert sorted(f.name for f in (tmp_path / "dump").iterdir()) == [f"{i:06d}.npz" for i in seqs]
     assert leftovers(tmp_path) == []
 
 
