@@ -250,3 +250,21 @@ def test_unreadable_video_is_hetscheds_line_alone(tmp_path, model, plan_file):
     assert rc == 1 and err.strip().splitlines() == [
         "hetsched: error: cannot open video 'bad.mp4' (missing, unreadable, or a format this "
         "OpenCV cannot decode)"], err
+
+
+@pytest.mark.slow
+def test_planning_stops_within_a_second(tmp_path):
+    """The exact search of a large profile (it runs to its 10 s limit) stopped after 2 s."""
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from partition_bench import synthetic
+
+    from hetsched import profile
+    profile.save(synthetic(300, ["cpu0", "cpu1", "gpu", "dla0", "dla1"]), tmp_path / "big.json")
+    p = hetsched("plan", "big.json", "--method", "optimal", "-o", "plan.json", cwd=tmp_path)
+    time.sleep(2.0)
+    assert p.poll() is None, _texts(tmp_path)
+    took, _, err = stop(p, signal.SIGINT, tmp_path)
+    assert p.returncode == 130 and took < 1.5, (took, err)
+    assert err.strip().splitlines()[-1] == "hetsched: stopped by SIGINT; nothing written"
+    assert outputs(tmp_path) == ["big.json"]
