@@ -126,10 +126,18 @@ def test_emulated_gpu_and_dla_plan_runs(tmp_path, capsys):
     capsys.readouterr()
     assert main(["run", "--model", str(model), "--plan", str(plan), "--profile", str(prof),
                  "--frames", "20", "--source", "synthetic:160x120", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
     assert doc["report"]["frames"] == 20
     used = {w["pe"] for w in doc["report"]["workers"]}
     assert used <= {"gpu", "dla0", "dla1"} and used
+    # a modeled profile's plan is emulated, and says so before it runs and in the report
+    assert sorted(doc["report"]["emulated"]) == sorted(used)
+    assert "warning: emulating " in out.err and "the profile is modeled" in out.err
+    assert main(["run", "--model", str(model), "--plan", str(plan), "--profile", str(prof),
+                 "--frames", "20", "--source", "synthetic:160x120"]) == 0
+    text = capsys.readouterr().out
+    assert "emulated PEs: " in text and "measured" not in text.split("emulated PEs: ")[1]
 
 
 def test_cli_run_sigterm_exits_143_within_a_second(tmp_path, model_file):
