@@ -154,7 +154,8 @@ def cmd_plan(args) -> int:
     opts = {"pes": args.pes.split(",") if args.pes else None, "max_stages": args.max_stages,
             "replication": not args.no_replication, "dla_fallback": args.dla_fallback}
     if args.method == "all":
-        tried = plan_every(prof, METHODS, time_limit_s=args.time_limit, **opts)
+        tried = plan_every(prof, METHODS, time_limit_s=args.time_limit,
+                           require_proof=args.require_proof, **opts)
         shown = tried.best()
         doc = {m: {**p.to_dict(), **_terms_key(prof, p)} for m, p in tried.plans.items()}
         doc.update({m: {"error": e} for m, e in tried.errors.items()})
@@ -164,7 +165,8 @@ def cmd_plan(args) -> int:
                 + format_plan(prof, shown))
         doc = {"best": shown.method, "methods": {m: doc[m] for m in METHODS if m in doc}}
     else:
-        extra = {"time_limit_s": args.time_limit} if args.method == "optimal" else {}
+        extra = {"time_limit_s": args.time_limit, "require_proof": args.require_proof} \
+            if args.method == "optimal" else {}
         shown = make_plan(prof, args.method, **opts, **extra)
         doc = {**shown.to_dict(), **_terms_key(prof, shown)}
         text = format_plan(prof, shown)
@@ -550,7 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let a DLA stage hold layers the DLA cannot run; the GPU runs them "
                         "(charged to its load, plus transfers around each fallback island)")
     s.add_argument("--time-limit", type=_positive_float, default=10.0,
-                   help="seconds the exact search may take before it gives up")
+                   help="seconds the exact search may take; then it answers with the best plan "
+                        "it knows, the lower bound it proved and the gap")
+    s.add_argument("--require-proof", action="store_true",
+                   help="an optimum not proven within --time-limit is an error")
     s.add_argument("--json", action="store_true", help="print the plan object (contract section 3)")
     s.add_argument("-o", "--output", help="write the plan JSON here")
     s.add_argument("--plot", metavar="FILE.png", help="draw per-PE load and the stage timeline")

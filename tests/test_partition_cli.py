@@ -1,6 +1,7 @@
 """Baselines by hand, and `hetsched plan` end to end: tables, JSON, plots, one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -118,3 +119,23 @@ def test_auto_runs_the_best_priced_plan():
         assert set(plans.plans) | set(plans.errors) == set(job.AUTO_METHODS)
         assert all(run.bottleneck_ms <= p.bottleneck_ms * (1 + 1e-9) for p in plans.plans.values())
         assert job.plan_for(prof, {"method": "auto"}, None, len(prof.layers)).stages == run.stages
+
+
+def test_plan_cli_answers_when_the_proof_times_out(tmp_path, capsys):
+    """`plan --method optimal` past its limit prints the best plan it knows and how far from
+    the optimum it may be, and exits 0; `--json` carries proven/lower_bound_ms/gap;
+    `--require-proof` makes it an error."""
+    from pathlib import Path
+    prof = Path(__file__).parent / "data" / "tiny-yolov2-416.vm.json"
+    assert main(["plan", str(prof), "--method", "optimal", "--time-limit", "0.001"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"not proven optimal: within \d+\.\d% of the optimum", text)
+    assert main(["plan", str(prof), "--method", "optimal", "--time-limit", "0.001", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["proven"] is False and 0 < doc["lower_bound_ms"] <= doc["bottleneck_ms"]
+    assert doc["gap"] == pytest.approx(doc["bottleneck_ms"] / doc["lower_bound_ms"] - 1)
+    assert main(["plan", str(prof), "--method", "optimal", "--time-limit", "0.001",
+                 "--require-proof"]) == 1
+    assert "time limit" in capsys.readouterr().err
+    assert main(["plan", str(prof), "--method", "optimal", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["proven"] is True

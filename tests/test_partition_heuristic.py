@@ -50,9 +50,21 @@ def test_close_to_brute_force_and_never_below_it(version):
 
 
 def test_exact_search_gives_up_cleanly():
+    """At its limit the exact search answers with the best plan it knows (here the heuristic's,
+    found before the clock ran), the bound it proved and the gap; `require_proof` makes that an
+    error naming the bound."""
     prof = profile.load(__import__("pathlib").Path(__file__).parent / "data" / "tiny-yolov2-416.vm.json")
+    plan = optimal.solve(prof, time_limit_s=0.0)
+    heur = heuristic.solve(prof)
+    assert plan.proven is False and plan.method == "optimal"
+    assert plan.bottleneck_ms <= heur.bottleneck_ms * (1 + 1e-9)
+    assert 0 < plan.lower_bound_ms <= plan.bottleneck_ms
+    assert plan.gap == pytest.approx(plan.bottleneck_ms / plan.lower_bound_ms - 1)
+    d = plan.to_dict()
+    assert d["proven"] is False and d["lower_bound_ms"] == plan.lower_bound_ms and d["gap"] >= 0
     with pytest.raises(PlanError, match="time limit .* of 23; .* proven: optimum >= "):
-        optimal.solve(prof, time_limit_s=0.0)
+        optimal.solve(prof, time_limit_s=0.0, require_proof=True)
+    assert optimal.solve(prof).proven is True
 
 
 def test_interleaved_only_profiles_get_a_plan():

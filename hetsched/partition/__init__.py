@@ -38,6 +38,12 @@ class Attempts:
     errors: dict[str, str] = field(default_factory=dict)
     lower_bound_ms: float | None = None    # what a timed-out exact search proved
 
+    @property
+    def optimum(self) -> Plan | None:
+        """The exact search's plan where it proved it optimal."""
+        plan = self.plans.get("optimal")
+        return plan if plan is not None and plan.proven else None
+
     def best(self) -> Plan:
         """The best-priced plan under the contract's order (`cost.better`)."""
         if not self.plans:
@@ -51,13 +57,20 @@ class Attempts:
 
 
 def plan_every(profile: Profile, methods=METHODS, *, time_limit_s: float | None = None,
-               **opts) -> Attempts:
-    """`make_plan` with each of `methods`, in order; `time_limit_s` goes to the exact search."""
+               require_proof: bool = False, **opts) -> Attempts:
+    """`make_plan` with each of `methods`, in order; `time_limit_s` and `require_proof` go to
+    the exact search."""
     out = Attempts()
     for method in methods:
-        extra = {"time_limit_s": time_limit_s} if method == "optimal" and time_limit_s else {}
+        extra = {}
+        if method == "optimal":
+            extra["require_proof"] = require_proof
+            if time_limit_s:
+                extra["time_limit_s"] = time_limit_s
         try:
-            out.plans[method] = make_plan(profile, method, **opts, **extra)
+            plan = out.plans[method] = make_plan(profile, method, **opts, **extra)
+            if plan.proven is False:
+                out.lower_bound_ms = plan.lower_bound_ms
         except PlanError as e:
             out.errors[method] = str(e)
             out.lower_bound_ms = getattr(e, "lower_bound_ms", out.lower_bound_ms)

@@ -90,6 +90,19 @@ class Plan:
     stage_costs: list[StageCost] = field(default_factory=list, repr=False)
     solve_ms: float | None = None
     dla_fallback: bool = False
+    # the exact search's verdict: True proven optimal, False the best plan it knew when its time
+    # ran out, with the lower bound it proved (None: a method that proves nothing)
+    proven: bool | None = None
+    lower_bound_ms: float | None = None
+
+    @property
+    def gap(self) -> float | None:
+        """How far above the optimum this plan may be, at most (bottleneck / lower bound - 1)."""
+        if self.proven is None:
+            return None
+        if self.proven or not self.lower_bound_ms:
+            return 0.0 if self.proven else None
+        return max(0.0, self.bottleneck_ms / self.lower_bound_ms - 1.0)
 
     def key(self) -> tuple[float, float, int]:
         """The contract's order: bottleneck, then latency, then fewer stages."""
@@ -104,6 +117,11 @@ class Plan:
             d["solve_ms"] = self.solve_ms
         if self.dla_fallback:
             d["dla_fallback"] = True   # priced beyond the contract's strict default
+        if self.proven is not None:
+            d["proven"] = self.proven
+            if not self.proven:
+                d["lower_bound_ms"] = self.lower_bound_ms
+                d["gap"] = self.gap
         return d
 
 

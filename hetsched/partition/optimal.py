@@ -30,7 +30,9 @@ Pareto filters, O(F^2 * D) per state, for frontiers of F labels. F is exponentia
 case: once a PE may serve several stages, balancing is a partition problem (the general mapping
 of a pipeline onto heterogeneous processors is NP-hard, Benoit and Robert, JPDC 2008), and every
 split of the work that the bound cannot refute stays on the frontier. The search therefore stops
-at `time_limit_s` with `OptimumUnproven`, which carries the lower bound it did prove;
+at `time_limit_s` (checked inside each layer's work, so the limit is a wall) and answers with the
+best plan it knows, marked unproven, with the lower bound it did prove (or, `require_proof`,
+raises `OptimumUnproven` carrying that bound);
 scripts/partition_bench.py reports where it finishes (every zoo profile and a random 300-layer
 4-PE one within 5 s on the 2-core VM; not a random 300 x 5 or detector-shaped 300 x 4 one).
 """
@@ -64,11 +66,14 @@ class OptimumUnproven(PlanError):
 
 def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
           max_stages: int = DEFAULT_MAX_STAGES, upper_bound: float | None = None,
-          time_limit_s: float | None = DEFAULT_TIME_LIMIT_S, dla_fallback: bool = False) -> Plan:
-    """The optimal plan. `upper_bound` (ms) prunes the search and must be the bottleneck of a
-    feasible plan or more; by default the heuristic's and a beam search's plans provide it. Past
-    `time_limit_s` the search gives up with `OptimumUnproven` (it never returns a plan it has not
-    proven optimal).
+          time_limit_s: float | None = DEFAULT_TIME_LIMIT_S, dla_fallback: bool = False,
+          require_proof: bool = False) -> Plan:
+    """The optimal plan (`proven=True`). `upper_bound` (ms) prunes the search and must be the
+    bottleneck of a feasible plan or more; by default the heuristic's and a beam search's plans
+    provide it. At `time_limit_s` (a wall: the call returns within about 0.5 s of it) the search
+    returns the best plan it knows, the heuristic's at least, with `proven=False`, the lower
+    bound it proved and the gap between them; with `require_proof`, or when it knows no plan,
+    it raises `OptimumUnproven` carrying that bound instead.
 
     Contention makes the cost depend on the set of PEs a plan uses, so the search runs once per
     set of `groups.pe_sets` (2^c for c PEs that contention involves; once without contention),
@@ -83,7 +88,63 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     check_feasible(profile, names)
     clock = _Clock(None if time_limit_s is None else t0 + time_limit_s, len(profile.layers))
     given = upper_bound is not None
-    incumbent = upper_bound if given else _heuristic_bound(profile, names, replication, max_stages)
+    known = None if given else _heuristic_plan(profile, names, replication, max_stages)
+    incumbent = upper_bound if given else (known.bottleneck_ms if known else np.inf)
+    floor = work_bound(profile, names)
+    try:
+        return _solve(profile, names, replication, max_stages, clock, given, upper_bound,
+                      incumbent, known, t0)
+    except OptimumUnproven as e:
+        lb = max(e.lower_bound_ms, floor)
+        best = _best_known(profile, names, max_stages, replication, known, clock.known)
+        if require_proof or best is None:
+            raise OptimumUnproven(str(e).rsplit("proven:", 1)[0] + f"proven: optimum >= {lb:.4f} ms"
+                                  if "proven:" in str(e) else str(e), lb) from None
+        best.method, best.proven = "optimal", False
+        best.lower_bound_ms = min(lb, best.bottleneck_ms)
+        best.solve_ms = (time.perf_counter() - t0) * 1e3
+        return best
+
+
+def work_bound(profile: Profile, names: list[str]) -> float:
+    """A bound no plan beats, whatever the search managed: every layer's cheapest compute must
+    be done somewhere, so the busiest of the D PEs carries at least the sum over layers of that
+    over D; and a layer's cheapest run, split over at most every PE of its kind, is at least
+    one frame's share of some PE's load. (Contention factors >= 1, overheads and transfers >= 0
+    only add to both.)"""
+    kinds: dict[str, int] = {}
+    for p in names:
+        kinds[profile.pes[p].kind] = kinds.get(profile.pes[p].kind, 0) + 1
+    total, single = 0.0, 0.0
+    for layer in profile.layers:
+        costs = [(layer.cost_ms[p], p) for p in names if layer.cost_ms.get(p) is not None]
+        if not costs:
+            continue
+        total += min(c for c, _ in costs)
+        single = max(single, min(c / kinds[profile.pes[p].kind] for c, p in costs))
+    return max(total / max(len(names), 1), single)
+
+
+def _best_known(profile, names, max_stages, replication, known: Plan | None, found) -> Plan | None:
+    """The better of the heuristic's plan and the plans the search met (beam plans and the
+    winners of PE sets it finished), each re-priced by the contract's evaluator."""
+    best = known
+    for stages in found:
+        try:
+            plan = evaluate(profile, stages, "optimal", pes=names, max_stages=max_stages,
+                            replication=replication)
+        except PlanError:
+            continue
+        if better(plan, best):
+            best = plan
+    if best is not None:
+        best = evaluate(profile, best.stages, "optimal", pes=names, max_stages=max_stages,
+                        replication=replication)
+    return best
+
+
+def _solve(profile, names, replication, max_stages, clock, given, upper_bound, incumbent, known,
+           t0) -> Plan:
     problems = []
     for subset in pe_sets(profile, names):
         try:
@@ -113,11 +174,11 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         except OptimumUnproven as e:
             proven[k] = e.lower_bound_ms
             lb = min(min(proven.values()), incumbent)
-            raise OptimumUnproven(str(e).rsplit("proven:", 1)[0] + f"proven: optimum >= {lb:.4f} ms"
-                                  if "proven:" in str(e) else str(e), lb) from None
+            raise OptimumUnproven(str(e), lb) from None
         if found is None:
             proven[k] = incumbent
             continue
+        clock.known.append(found)
         plan = evaluate(profile, found, "optimal", pes=names, max_stages=max_stages,
                         replication=replication)
         proven[k] = plan.bottleneck_ms
@@ -131,16 +192,16 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
     best.solve_ms = (time.perf_counter() - t0) * 1e3
+    best.proven = True
     return best
 
 
-def _heuristic_bound(profile, names, replication, max_stages) -> float:
+def _heuristic_plan(profile, names, replication, max_stages) -> Plan | None:
     from .heuristic import solve as heuristic
     try:
-        return heuristic(profile, pes=names, replication=replication,
-                         max_stages=max_stages).bottleneck_ms
+        return heuristic(profile, pes=names, replication=replication, max_stages=max_stages)
     except PlanError:
-        return np.inf
+        return None
 
 
 def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float, upper: float,
@@ -225,6 +286,7 @@ def _beam_plan(profile, sweep, clock, best: float, sets_left: int) -> float:
         except OptimumUnproven:
             break
         if stages is not None:
+            clock.known.append(stages)
             best = min(best, evaluate(profile, stages, "beam", check=False).bottleneck_ms)
         took = time.perf_counter() - start
         spent += took
@@ -244,6 +306,7 @@ class _Clock:
         self.proven = 0.0           # a bound no plan beats, raised as the search learns more
         self.upper_bound = np.inf   # the bottleneck of a known plan
         self.phase2 = False
+        self.known: list[list[Stage]] = []   # plans met on the way (for a failed proof)
 
     def check(self, where: str, frontier=None) -> None:
         if self.deadline is None or time.perf_counter() <= self.deadline:

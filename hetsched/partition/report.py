@@ -47,6 +47,10 @@ def format_plan(profile: Profile, plan: Plan) -> str:
     solve = f", solved in {plan.solve_ms:.1f} ms" if plan.solve_ms is not None else ""
     rows.append(f"{plan.method}: bottleneck {plan.bottleneck_ms:.3f} ms -> {plan.throughput_fps:.2f} fps "
                 f"predicted, latency {plan.latency_ms:.3f} ms{solve}")
+    if plan.proven is False:
+        rows.append(f"not proven optimal: within {100 * plan.gap:.1f}% of the optimum (the search "
+                    f"proved optimum >= {plan.lower_bound_ms:.3f} ms before its time limit; this is "
+                    f"the best plan it knew)")
     return "\n".join(rows)
 
 
@@ -54,7 +58,7 @@ def format_comparison(attempts) -> str:
     """Methods side by side (a `partition.Attempts`); a method that failed shows its error.
     Without a proven optimum, a proven lower bound on it gives each method's worst-case ratio
     to the optimum (shown as >= ratio)."""
-    ref = attempts.plans.get("optimal")
+    ref = attempts.optimum
     bound = attempts.lower_bound_ms
     rows = [f"{'method':<11}{'stages':>7}{'bottleneck ms':>15}{'fps':>10}{'latency ms':>12}"
             f"{'vs optimal':>12}{'solve ms':>10}"]

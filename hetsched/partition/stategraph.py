@@ -210,6 +210,8 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
         index: dict[State, int] = {}
         src, dst, grp, opens, inc = [], [], [], [], []
         for u, (g, ctx) in enumerate(states[i]):
+            if deadline_check is not None and u % 512 == 511:
+                deadline_check(i)     # one layer of a skip-heavy graph can take seconds
             fresh = None
             for h in own:
                 if h == g:
