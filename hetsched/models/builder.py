@@ -11,47 +11,18 @@ darknet convolutional layer becomes one Conv node and, unless linear, one activa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import DarknetError
+from .sections import Section
 
 OPSET = 13
 IR_VERSION = 8
 BN_EPS = 1e-6  # darknet divides by sqrt(var) + .000001
-
-
-@dataclass
-class Section:
-    kind: str
-    params: dict[str, str] = field(default_factory=dict)
-    line: int = 0            # line of the section header in its cfg (0 for zoo sections)
-    source: str = "zoo"
-
-    def where(self) -> str:
-        return f"{self.source}:{self.line} [{self.kind}]" if self.line else f"{self.source} [{self.kind}]"
-
-    def get(self, key, default=None, cast=int):
-        if key not in self.params:
-            return default
-        raw = self.params[key]
-        try:
-            return cast(raw)
-        except ValueError:
-            raise DarknetError(f"{self.where()}: {key}={raw!r} is not a valid value") from None
-
-    def ints(self, key, default=None):
-        if key not in self.params:
-            return default
-        return self.get(key, cast=lambda s: [int(v) for v in s.split(",") if v.strip()])
-
-    def floats(self, key, default=None):
-        if key not in self.params:
-            return default
-        return self.get(key, cast=lambda s: [float(v) for v in s.split(",") if v.strip()])
 
 
 class RandomWeights:

@@ -11,7 +11,8 @@ from pathlib import Path
 import onnx
 
 from ..errors import DarknetError
-from .builder import DarknetWeights, Section, build
+from .builder import DarknetWeights, build
+from .sections import Section
 
 
 def parse_cfg(path) -> list[Section]:

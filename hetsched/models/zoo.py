@@ -5,10 +5,13 @@ anchors and class counts travel in the model's metadata for the decoder.
 
 from __future__ import annotations
 
-import onnx
+from typing import TYPE_CHECKING
 
 from ..errors import HetschedError
-from .builder import Section, build
+from .sections import Section
+
+if TYPE_CHECKING:   # onnx loads in ~0.3 s: only building a model needs it
+    import onnx
 
 COCO_TINY_V2_ANCHORS = "0.57273,0.677385,1.87446,2.06253,3.33843,5.47434,7.88282,3.52778,9.77052,9.16828"
 COCO_V3_ANCHORS = "10,13,16,30,33,23,30,61,62,45,59,119,116,90,156,198,373,326"
@@ -142,6 +145,7 @@ def build_zoo(name: str, size: int = 416, activation: str = "leaky", seed: int =
         raise HetschedError(f"input size {size} is not a positive multiple of 32")
     if activation not in ACTIVATIONS:
         raise HetschedError(f"activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
+    from .builder import build
     suffix = "" if activation == "leaky" else f"-{activation}"
     return build(ZOO[name](), name=f"{name}{suffix}", size=size, seed=seed,
                  activation=None if activation == "leaky" else activation)
