@@ -169,8 +169,7 @@ def _chosen(prof: Profile, spec: RunSpec, ms, time_limit: float) -> str | None:
 
 def machine() -> dict:
     import onnxruntime as ort
-    from .cores import cpu_model_name
-    from .cores import usable_cores
+    from .cores import cpu_model_name, usable_cores
     return {"host": platform.node(), "cpu": cpu_model_name(), "cores": len(usable_cores()),
             "python": platform.python_version(), "onnxruntime": ort.__version__}
 

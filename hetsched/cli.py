@@ -99,8 +99,8 @@ def cmd_import_darknet(args) -> int:
 def _model_arg(name: str, size: int, shapes):
     """A zoo name (built at `size`) or an ONNX file, as a graph."""
     from . import graph
-    from .models.zoo import ZOO, build_zoo
-    if name in ZOO:
+    from .models.zoo import SKIP_NETS, ZOO, build_zoo
+    if name in ZOO or name in SKIP_NETS:
         return graph.from_model(build_zoo(name, size), name=f"{name}-{size}")
     return graph.load(name, _input_shapes(shapes))
 
@@ -331,7 +331,7 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench, job
     from .atomic import write_text
-    from .models.zoo import ZOO
+    from .models.zoo import SKIP_NETS, ZOO
     from .power import detect
     from .runtime import spec as specmod
     if bool(args.spec) == bool(args.model):
@@ -339,7 +339,7 @@ def cmd_bench(args) -> int:
     if args.spec:
         spec = specmod.load(args.spec)
     else:
-        model = {"zoo": args.model, "size": args.size} if args.model in ZOO else {"onnx": args.model}
+        model = {"zoo": args.model, "size": args.size} if args.model in {**ZOO, **SKIP_NETS} else {"onnx": args.model}
         spec = specmod.from_dict({"model": model, "source": args.source}, "command line")
     default = bench.NET_METHODS if args.network_only else bench.LOOP_METHODS
     if args.pes:
@@ -477,7 +477,7 @@ POSITIVE, NATURAL = _at_least(1), _at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models.zoo import ACTIVATIONS, ZOO
+    from .models.zoo import ACTIVATIONS, SKIP_NETS, ZOO
     # -v before or after the verb; SUPPRESS keeps a verb's parser from resetting the other's
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -495,8 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], formatter_class=_Help, **kw)
 
     s = verb("zoo", help="build a zoo detector as ONNX")
-    s.add_argument("name", choices=[*ZOO, "ppocr-det"],
-                   help="network (ppocr-det: the pretrained PP-OCRv6 text detector from rapidocr)")
+    s.add_argument("name", choices=[*ZOO, *SKIP_NETS, "ppocr-det"],
+                   help="network (ppocr-det: the pretrained PP-OCRv6 text detector from rapidocr; "
+                        "densenet-yolo, unet-yolo: unpublished skip-heavy detectors for the "
+                        "planners)")
     s.add_argument("-o", "--output", required=True, help="ONNX file to write")
     s.add_argument("--size", type=POSITIVE, default=416, help="input size, a multiple of 32")
     s.add_argument("--activation", choices=ACTIVATIONS, default="leaky",
@@ -685,6 +687,9 @@ def console() -> None:
     active exception"), so threads get a moment to finish their current run, and if one is
     still busy the process leaves without finalising (every file was closed or discarded)."""
     code = main()
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):    # a second Ctrl-C must not finalise mid-run
+        signal.signal(sig, signal.SIG_IGN)
     deadline = time.monotonic() + 0.5
     for t in threading.enumerate():
         if t is not threading.main_thread():

@@ -182,19 +182,12 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
         profmod.check_model(prof, g)
         _say_engine_mismatch(prof, spec, say)
     task = make_task(g, spec.detect)
-    sinks = []
-    if spec.sink.get("jsonl"):
-        sinks.append(JsonlSink(spec.sink["jsonl"]))
-    if spec.sink.get("video"):
-        sinks.append(VideoSink(spec.sink["video"], getattr(source, "fps", 25.0)))
-    if spec.sink.get("dump"):
-        sinks.append(DumpSink(spec.sink["dump"], list(g.outputs)))
-        task.keep_inputs = True
+    task.keep_inputs = bool(spec.sink.get("dump"))
     placement = place(plan.stages, prof, emulate=bool(spec.emulate))
     _say_emulation(placement, say)
     opts = EngineOptions(threads=spec.intra_op_threads, optimization=spec.optimization,
                          emulate=spec.emulate or "timing")
-    needs_image = any(getattr(s, "needs_image", False) for s in sinks)
+    needs_image = bool(spec.sink.get("video"))     # VideoSink.needs_image
     loop = prof is not None and prof.is_pipeline()
     host_cores = None
     if loop:
@@ -209,11 +202,24 @@ def build_pipeline(g: graphmod.Graph, prof: profmod.Profile | None, plan: Plan, 
     else:
         stages = build_stages(g, plan.stages, placement, opts, prof, plan.dla_fallback)
         pre, post = task.pre, task.post
-    return Pipeline(source, stages, pre=pre, post=post, sinks=sinks,
-                    buffers=spec.buffers, pre_threads=spec.pre_threads,
-                    post_threads=spec.post_threads, mode=spec.mode, max_frames=spec.frames,
-                    keep_image=needs_image or loop, record=record, host_cores=host_cores,
-                    emulated=placement.emulated)
+    # the sinks last: their temp files exist from here on, and the pipeline owns them
+    sinks = []
+    try:
+        if spec.sink.get("jsonl"):
+            sinks.append(JsonlSink(spec.sink["jsonl"]))
+        if spec.sink.get("video"):
+            sinks.append(VideoSink(spec.sink["video"], getattr(source, "fps", 25.0)))
+        if spec.sink.get("dump"):
+            sinks.append(DumpSink(spec.sink["dump"], list(g.outputs)))
+        return Pipeline(source, stages, pre=pre, post=post, sinks=sinks,
+                        buffers=spec.buffers, pre_threads=spec.pre_threads,
+                        post_threads=spec.post_threads, mode=spec.mode, max_frames=spec.frames,
+                        keep_image=needs_image or loop, record=record, host_cores=host_cores,
+                        emulated=placement.emulated)
+    except BaseException:
+        for sink in sinks:
+            sink.close(False)
+        raise
 
 
 class TensorSource:

@@ -1,9 +1,10 @@
 """Stopping the process from outside: SIGINT and SIGTERM, at any moment of any verb.
 
 `signals()` (the command line holds it around every verb) turns both signals into `Interrupted`
-raised in the main thread and sets a process-wide flag that long work on other threads polls with
-`check()`, so every thread ends at its next check and the main thread can join them before the
-interpreter exits. (A daemon thread still inside onnxruntime when the interpreter finalises is
+raised in the main thread and sets a process-wide flag (`requested()`): the main thread unwinds,
+and the joins on its way out (`PinnedThread.close`, the profiler's load threads) wait only briefly
+once it is set, since the process is leaving; `check()` lets long work on another thread stop
+at a point of its choosing. (A daemon thread still inside onnxruntime when the interpreter finalises is
 what aborted `hetsched profile` with "terminate called without an active exception".)
 
 `Interrupted` derives from `KeyboardInterrupt`, not from `Exception`: the many `except Exception`
@@ -57,14 +58,25 @@ def reset() -> None:
     _reason.clear()
 
 
+_depth: list[int] = [0]
+
+
+def active() -> bool:
+    """Whether a `signals()` block (a command) is running: only then does a stop end more than
+    the pipeline that received it."""
+    return _depth[0] > 0
+
+
 @contextmanager
 def signals():
     """SIGINT/SIGTERM -> `request` + `Interrupted` in the main thread, for the block's duration.
     A signal the parent process told us to ignore (`nohup`, a shell's background job) stays
-    ignored."""
+    ignored. Each block starts with the flag clear (a library user's earlier Ctrl-C is over)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    reset()
+    _depth[0] += 1
     old = {}
 
     def handler(signum, _frame):
@@ -79,5 +91,6 @@ def signals():
     try:
         yield
     finally:
+        _depth[0] -= 1
         for sig, h in old.items():
             signal.signal(sig, h)

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Every planning method over every profile in profiles/ (and, with --synthetic, seeded 300-layer
-profiles over 4 and 5 PEs and skip-heavy 40-120-layer ones over 4): predicted throughput, ratio to the proven optimum, and solve time.
+profiles over 4 and 5 PEs, skip-heavy 40-120-layer ones over 4, and the zoo's skip-heavy
+densenet-yolo and unet-yolo modeled on the Xavier): predicted throughput, ratio to the proven optimum, and solve time.
 Where the exact search gives up, the lower bound it proved gives each method's worst-case ratio
 (">=r"). Writes the table to stdout and the rows to a JSON file.
 
-    python scripts/partition_bench.py [--profiles profiles] [--synthetic] [--time-limit 10] [-o partition_bench.json]
+    python scripts/partition_bench.py [--profiles profiles] [--synthetic] [--time-limit 10] [--only TEXT]
+                                      [-o partition_bench.json]
 """
 
 import argparse
@@ -118,8 +120,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default="profiles")
     ap.add_argument("--synthetic", action="store_true",
-                    help="add seeded 300-layer 4- and 5-PE profiles and skip-heavy 40-120 x 4 ones")
+                    help="add seeded 300-layer 4- and 5-PE profiles, skip-heavy 40-120 x 4 ones and "
+                         "densenet-yolo / unet-yolo modeled on the Xavier")
     ap.add_argument("--time-limit", type=float, default=10.0, help="seconds for the exact search")
+    ap.add_argument("--only", metavar="TEXT", help="only the profiles whose name contains TEXT")
     ap.add_argument("-o", "--output", default="partition_bench.json")
     args = ap.parse_args(argv)
     cases = []
@@ -138,9 +142,19 @@ def main(argv=None) -> int:
                                 ("detector-like", detector_like, 5)]:
             names = ["cpu0", "gpu", "dla0", "dla1"] if pes == 4 else ["cpu0", "cpu1", "gpu", "dla0", "dla1"]
             cases.append((f"{name}-300x{pes}", make(300, names), None))
+        from hetsched import graph
+        from hetsched.models.zoo import SKIP_NETS, build_zoo
+        from hetsched.profiler.board import load_board
+        from hetsched.profiler.roofline import model_profile
+        for net in SKIP_NETS:     # real skip-heavy networks, modeled on the Xavier (relu, fp16)
+            g = graph.from_model(build_zoo(net, 416, "relu"), name=f"{net}-relu-416")
+            cases.append((f"{net}-relu-416 (modeled Xavier)",
+                          model_profile(g, load_board("jetson-agx-xavier"), "fp16"), None))
         for n, seed in [(40, 0), (60, 1), (80, 2), (100, 3), (120, 4), (100, 5)]:
             cases.append((f"skip-heavy-{n}x4-s{seed}",
                           skip_heavy(n, ["cpu0", "gpu", "dla0", "dla1"], seed), None))
+    if args.only:
+        cases = [c for c in cases if args.only in c[0]]
     rows = []
     print(f"{'profile':<44}{'layers':>7}{'PEs':>4}  {'method':<10}{'stages':>7}{'fps':>10}"
           f"{'vs optimal':>12}{'solve ms':>10}")

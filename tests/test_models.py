@@ -251,3 +251,28 @@ def test_cfg_file_errors(tmp_path):
     (tmp_path / "bin.cfg").write_bytes(b"\xff\xfe\x00\x81")
     with pytest.raises(DarknetError, match="not a text file"):
         import_darknet(tmp_path / "bin.cfg")
+
+
+def test_skip_heavy_networks_have_their_connectivity():
+    """The two planner benchmarks of `SKIP_NETS`, against their definitions worked by hand.
+    densenet-yolo: 3 dense blocks of 4 convs, conv k of a block reading the concat of the block
+    input and the k earlier convs' outputs (concats of 2, 3, 4, 5 tensors, three times), so 5
+    tensors cross a cut inside the last conv of a block. unet-yolo: four encoder levels whose
+    outputs are concatenated by the decoder level of the same size (four 2-input concats, sizes
+    52, 104, 208, 416 at input 416), so all four levels cross a cut at the bottleneck."""
+    from hetsched.models.zoo import SKIP_NETS
+    g = graph.load(build_zoo("densenet-yolo", 416))
+    concats = [n for n in g.model.graph.node if n.op_type == "Concat"]
+    assert [len(n.input) for n in concats] == [2, 3, 4, 5] * 3
+    assert max(len(g.crossing(b)) for b in range(1, len(g))) == 5
+    assert [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in g.model.graph.output] \
+        == [[1, 425, 13, 13]]
+    g = graph.load(build_zoo("unet-yolo", 416))
+    concats = [n for n in g.model.graph.node if n.op_type == "Concat"]
+    assert [len(n.input) for n in concats] == [2, 2, 2, 2]
+    sizes = [g.tensors[n.output[0]].shape[-1] for n in concats]
+    assert sizes == [52, 104, 208, 416]
+    assert max(len(g.crossing(b)) for b in range(1, len(g))) >= 4
+    outs = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in g.model.graph.output]
+    assert outs == [[1, 255, 26, 26], [1, 255, 52, 52]]
+    assert set(SKIP_NETS) == {"densenet-yolo", "unet-yolo"}

@@ -121,6 +121,53 @@ def yolov4_tiny() -> list[Section]:
     return s
 
 
+def densenet_yolo() -> list[Section]:
+    """DenseNet-style (Huang et al., CVPR 2017) backbone with tiny-yolov2's head: three dense
+    blocks of four 3x3 convolutions (growth 32), each convolution reading the concatenation of
+    the block input and *every* earlier output of its block (a route over all of them, not a
+    running concat), 1x1 transition + max-pool between blocks. Not a published network: the
+    connectivity that keeps many tensors live across any cut, for the planners."""
+    s = [_net(), _conv(32, 3), _pool(), _conv(64, 3), _pool()]
+    for block in range(3):
+        start = len(s) - 2            # darknet index of the block input ([net] is not a layer)
+        outs = []
+        for k in range(4):
+            s.append(_conv(32, 3))
+            outs.append(len(s) - 2)
+            s.append(_sec("route", layers=",".join(str(i) for i in [*outs[::-1], start])))
+        s += [_conv(128 * (block + 1), 1), _pool()]
+    s += [_conv(512, 3), _pool(2, 1), _conv(512, 3), _detector(425), _region()]
+    return s
+
+
+def unet_yolo() -> list[Section]:
+    """U-Net-style (Ronneberger et al., MICCAI 2015) encoder-decoder with tiny-yolov3's two heads:
+    four encoder levels (two 3x3 convolutions, max-pool), a bottleneck, and four decoder levels
+    that upsample and concatenate the encoder level of the same size, so every encoder level
+    stays live until its decoder level; a yolo head on the bottleneck (1/16 scale) and one,
+    through three stride-2 convolutions, on the last, full-size level (1/8 scale). Not a published
+    network: the long-skip connectivity, for the planners.""" 
+    s = [_net()]
+    skips = []
+    for f in (16, 32, 64, 128):
+        s += [_conv(f, 3), _conv(f, 3)]
+        skips.append(len(s) - 2)
+        s.append(_pool())
+    s += [_conv(256, 3), _conv(256, 3)]
+    bottom = len(s) - 2
+    s += [_detector(), _yolo([3, 4, 5], COCO_TINY_V3_ANCHORS, 6), _sec("route", layers=bottom)]
+    for level, f in enumerate((128, 64, 32, 16)):
+        s += [_sec("upsample", stride=2), _sec("route", layers=f"-1,{skips[-1 - level]}"),
+              _conv(f, 3), _conv(f, 3)]
+    # the full-size last level, brought to 1/8 scale by three stride-2 convolutions
+    s += [_conv(32, 3, 2), _conv(64, 3, 2), _conv(64, 3, 2), _detector(),
+          _yolo([0, 1, 2], COCO_TINY_V3_ANCHORS, 6)]
+    return s
+
+
+# skip-heavy networks for the planners (partition_bench): built like the zoo, not published
+SKIP_NETS = {"densenet-yolo": densenet_yolo, "unet-yolo": unet_yolo}
+
 ZOO = {
     "tiny-yolov2": tiny_yolov2,
     "yolov2": yolov2,
@@ -139,13 +186,15 @@ CFG_NAMES = {
 
 
 def build_zoo(name: str, size: int = 416, activation: str = "leaky", seed: int = 0) -> onnx.ModelProto:
-    if name not in ZOO:
-        raise HetschedError(f"unknown zoo model '{name}' (known: {', '.join(ZOO)})")
+    """A zoo network (or one of `SKIP_NETS`) at `size`, seeded weights."""
+    nets = {**ZOO, **SKIP_NETS}
+    if name not in nets:
+        raise HetschedError(f"unknown zoo model '{name}' (known: {', '.join(nets)})")
     if size <= 0 or size % 32:
         raise HetschedError(f"input size {size} is not a positive multiple of 32")
     if activation not in ACTIVATIONS:
         raise HetschedError(f"activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
     from .builder import build
     suffix = "" if activation == "leaky" else f"-{activation}"
-    return build(ZOO[name](), name=f"{name}{suffix}", size=size, seed=seed,
+    return build(nets[name](), name=f"{name}{suffix}", size=size, seed=seed,
                  activation=None if activation == "leaky" else activation)

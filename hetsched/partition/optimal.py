@@ -230,6 +230,7 @@ def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float,
     if found is None:
         clock.proven, clock.upper_bound, clock.phase2 = saved
         return None
+    clock.known.append(found)     # phase 2 may time out: this set's best bottleneck is known
     first = evaluate(profile, found, "optimal", check=False)
     b_set = _set_price(sweep, first)
     # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above

@@ -127,6 +127,7 @@ class Pipeline:
         # are delivered, then the run reports the failure
         self._source_error: tuple[str, BaseException] | None = None
         self._sinks_closed = False
+        self._close_error: tuple[str, BaseException] | None = None
         self._stopped: str | None = None
         self._state = threading.Lock()
         self._done = threading.Event()
@@ -351,11 +352,17 @@ class Pipeline:
             try:
                 sink.close(keep)
             except Exception as e:
+                # kept apart from _fail, which a stop silences: a file that was not put in
+                # place must not be reported kept
+                if self._close_error is None:
+                    self._close_error = (f"sink '{sink.name}' could not be closed: {_why(e)}", e)
                 self._fail(f"sink '{sink.name}' could not be closed: {_why(e)}", e)
 
     def abandon(self) -> None:
-        """The run will not happen (stopped or failed before `run`): discard the sinks' files."""
-        self._close_sinks(False)
+        """The run will not happen (stopped or failed before `run`): discard the sinks' files.
+        Once `run` has started the sink thread owns them (even one that outlived the stop)."""
+        if not any(t.name == "hetsched-sink" for t in self._threads):
+            self._close_sinks(False)
 
     # --- running -------------------------------------------------------------------------
 
@@ -372,6 +379,8 @@ class Pipeline:
         if stopping.requested():
             self.stop(stopping.requested())
         try:
+            if self._stopped:
+                raise _NotStarted
             for j, stage in enumerate(self.stages):
                 for m, w in enumerate(stage.workers):
                     stats = WorkerStats(j, w.pe, 0, 0.0)
@@ -391,19 +400,24 @@ class Pipeline:
             except BaseException:
                 self.stop("an exception in the calling thread")
                 raise
+        except _NotStarted:
+            pass
         finally:
             if self._error or self._stopped:
                 self._halt()
             leaked = self._join()
-            for sig, handler in restore.items():
-                signal.signal(sig, handler)
             try:
                 self.source.close()
             except Exception:
                 pass
             if not any(t.name == "hetsched-sink" and t.is_alive() for t in self._threads):
                 self._close_sinks(False)   # the sink thread never got to it: nothing was written
+            for sig, handler in restore.items():     # last: a second signal meets our handler
+                signal.signal(sig, handler)
         report = self._report(leaked)
+        if self._close_error and not self._error:
+            self._error, self._cause = self._close_error
+            report.error = self._error
         if self._error:
             raise PipelineError(self._error, report) from self._cause
         if self._stopped:
@@ -418,7 +432,8 @@ class Pipeline:
             return {}
         def handler(signum, _frame):
             name = signal.Signals(signum).name
-            stopping.request(name)     # and whatever runs after this pipeline stops too
+            if stopping.active():
+                stopping.request(name)     # the whole command stops, not just this pipeline
             self.stop(name)
 
         old = {}
@@ -443,6 +458,10 @@ class Pipeline:
         return Report(self._frames, wall, list(self._latencies), list(self._stats), queues,
                       self.q_src.dropped, self._stopped, self._error, leaked, list(self.emulated),
                       pools, max(busy_wall, 0.0))
+
+
+class _NotStarted(Exception):
+    """`run` was stopped before it started a thread."""
 
 
 def _route(channels: list[Channel], frame: Frame) -> Channel:
