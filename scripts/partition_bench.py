@@ -123,7 +123,7 @@ def main(argv=None) -> int:
                     help="add seeded 300-layer 4- and 5-PE profiles, skip-heavy 40-120 x 4 ones and "
                          "densenet-yolo / unet-yolo modeled on the Xavier")
     ap.add_argument("--time-limit", type=float, default=10.0, help="seconds for the exact search")
-    ap.add_argument("--only", metavar="TEXT", help="only the profiles whose name contains TEXT")
+    ap.add_argument("--only", metavar="TEXT[,TEXT]", help="only the profiles whose name contains a TEXT")
     ap.add_argument("-o", "--output", default="partition_bench.json")
     args = ap.parse_args(argv)
     cases = []
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
             cases.append((f"skip-heavy-{n}x4-s{seed}",
                           skip_heavy(n, ["cpu0", "gpu", "dla0", "dla1"], seed), None))
     if args.only:
-        cases = [c for c in cases if args.only in c[0]]
+        cases = [c for c in cases if any(t in c[0] for t in args.only.split(","))]
     rows = []
     print(f"{'profile':<44}{'layers':>7}{'PEs':>4}  {'method':<10}{'stages':>7}{'fps':>10}"
           f"{'vs optimal':>12}{'solve ms':>10}")
