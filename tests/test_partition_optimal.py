@@ -174,7 +174,7 @@ def test_time_limit_is_kept_on_a_large_profile():
     assert time.monotonic() - t0 < 1.5
 
 
-@pytest.mark.parametrize("version,case", [("v1", k) for k in range(0, 260, 4)] +
+@pytest.mark.parametrize("version,case", [("v1", k) for k in range(0, 260, 6)] +
                          [("v2", k) for k in range(0, 220, 45)])
 @pytest.mark.slow
 def test_lower_bound_at_a_time_out_never_exceeds_the_optimum(version, case, monkeypatch):
@@ -242,7 +242,7 @@ def test_the_time_limit_is_a_wall_on_skip_heavy_profiles():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from partition_bench import skip_heavy
     pes = ["cpu0", "gpu", "dla0", "dla1"]
-    for n, seed in [(40, 0), (60, 1), (100, 3), (120, 4)]:
+    for n, seed in [(60, 1), (120, 4)]:     # the worst overrun before, and the largest
         prof = skip_heavy(n, pes, seed)
         t0 = time.monotonic()
         plan = solve(prof, max_stages=6, time_limit_s=2.0)
