@@ -108,7 +108,8 @@ def test_jetson_model_from_device_tree(tmp_path):
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
-    argv = ["demo", "--size", "64", "--runs", "2", "--warmup", "1", "--workdir", str(tmp_path)]
+    argv = ["demo", "--size", "64", "--runs", "2", "--warmup", "1", "--frames", "20", "--rounds",
+            "1", "--workdir", str(tmp_path)]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert "profiling" in first and "sum of layers" in first
