@@ -14,7 +14,8 @@ compared): `sequential`, `intra-op`, and the `replicate`, `heuristic`, `optimal`
 network profile.
 
 Repeats are interleaved (A B C A B C ...) so that the drift of a shared machine falls on every
-method alike; each method reports the median, min and max fps over its repeats. Energy comes from
+method alike; each method reports the median, min and max fps over its repeats. Planned
+methods that chose the same stages are measured once and share the figures (`same_plan_as`). Energy comes from
 the first power backend found (`hetsched.power`); none found means `joules_per_frame` is null.
 """
 
@@ -112,6 +113,16 @@ def run_bench(g: Graph, prof: Profile, spec: RunSpec, methods, *, frames: int = 
               repeat: int = 3, meter=None, progress=None, time_limit: float = 10.0) -> dict:
     ms = _methods(g, prof, spec, methods, frames, time_limit)
     runnable = [m for m in ms if m.error is None]
+    # methods that planned the same stages run the same pipeline: measure it once, so that
+    # noise cannot rank one plan against itself
+    first: dict[str, Method] = {}
+    twin: dict[str, Method] = {}
+    for m in runnable:
+        if m.plan is not None and m.name in PLANNED:
+            same = first.setdefault(repr(m.plan["stages"]), m)
+            if same is not m:
+                twin[m.name] = same
+    runnable = [m for m in runnable if m.name not in twin]
     total = repeat * len(runnable)
     done = 0
     for r in range(repeat):
@@ -126,6 +137,9 @@ def run_bench(g: Graph, prof: Profile, spec: RunSpec, methods, *, frames: int = 
             done += 1
             if progress:
                 progress("bench", done, total)
+    for m in ms:
+        if m.name in twin:
+            m.fps, m.latencies, m.joules = twin[m.name].fps, twin[m.name].latencies, twin[m.name].joules
     base = next((m for m in ms if m.name == "sequential" and m.fps), None) or \
         next((m for m in ms if m.name == "loop-sequential" and m.fps), None)
     doc = {"methods": {}, "baseline": base.name if base else None,
@@ -145,6 +159,8 @@ def run_bench(g: Graph, prof: Profile, spec: RunSpec, methods, *, frames: int = 
             "predicted_fps": None if m.predicted is None else round(m.predicted, 3),
             "measured_over_predicted": None if not m.predicted else round(fps / m.predicted, 3),
             "plan": m.plan}
+        if m.name in twin:
+            doc["methods"][m.name]["same_plan_as"] = twin[m.name].name
     doc["chosen"] = _chosen(prof, spec, ms, time_limit)
     loop = doc["methods"]
     if "loop-pipelined" in loop and "loop-sequential" in loop and "fps" in loop["loop-sequential"]:
@@ -186,6 +202,8 @@ def format_table(doc: dict) -> str:
         pred = "-" if m.get("predicted_fps") is None else f"{m['predicted_fps']:.2f}"
         mp = "-" if m.get("measured_over_predicted") is None else f"{m['measured_over_predicted']:.3f}"
         mark = " <- chosen" if name == doc.get("chosen") else ""
+        if m.get("same_plan_as"):
+            mark += f" (= {m['same_plan_as']}'s plan, measured once)"
         rows.append(f"{name:<17}{m['fps']:>9.2f}{m['fps_min']:>9.2f}{m['fps_max']:>9.2f}{pred:>10}"
                     f"{mp:>10}{ratio:>8}{m['latency_ms_p50']:>9.1f}{m['latency_ms_p99']:>9.1f}{j:>9}"
                     + mark)

@@ -2,10 +2,12 @@
 shape, energy is null where no backend exists, and the report files are written."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from hetsched.cli import main
+from hetsched.runtime.report import Report
 
 
 @pytest.mark.slow
@@ -64,3 +66,27 @@ def test_bench_spec_measures_the_detection_loop(tmp_path, capsys, monkeypatch):
 def test_bench_rejects_unknown_method(capsys):
     assert main(["bench", "--model", "tiny-yolov2", "--methods", "warp-drive"]) == 1
     assert "unknown bench method(s) ['warp-drive']" in capsys.readouterr().err
+
+
+def test_methods_with_the_same_plan_are_measured_once(tmp_path, monkeypatch):
+    """Two methods that planned the same stages run one pipeline, once per repeat, and share
+    its figures: a plan is never ranked against itself by noise."""
+    from hetsched import bench, graph, job, profile
+    from hetsched.models.zoo import build_zoo
+    from hetsched.partition import make_plan
+    from hetsched.runtime.spec import from_dict
+    prof = profile.load(Path(__file__).parent / "data" / "tiny-yolov2-416.vm.json")
+    g = graph.load(build_zoo("tiny-yolov2", 416))
+    plan = make_plan(prof, "heuristic")
+    monkeypatch.setattr(bench, "make_plan", lambda *a, **k: plan)   # every method: one plan
+    runs = []
+    monkeypatch.setattr(job, "network_pipeline", lambda *a, **k: type(
+        "P", (), {"run": lambda self: runs.append(1) or Report(5, 0.5, [100.0] * 5)})())
+    spec = from_dict({"model": {"zoo": "tiny-yolov2"}}, "test")
+    doc = bench.run_bench(g, prof, spec, ["replicate", "heuristic", "optimal"], frames=5,
+                          repeat=2)
+    assert len(runs) == 2          # one pipeline, two repeats
+    m = doc["methods"]
+    assert m["heuristic"]["same_plan_as"] == "replicate" and m["optimal"]["same_plan_as"] == "replicate"
+    assert m["heuristic"]["fps"] == m["optimal"]["fps"] == m["replicate"]["fps"] == 10.0
+    assert "same_plan_as" not in m["replicate"]
