@@ -276,3 +276,27 @@ def test_skip_heavy_networks_have_their_connectivity():
     outs = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in g.model.graph.output]
     assert outs == [[1, 255, 26, 26], [1, 255, 52, 52]]
     assert set(SKIP_NETS) == {"densenet-yolo", "unet-yolo"}
+
+
+def test_darknet_keys_the_importer_does_not_read_are_named(tmp_path, caplog, cfg_dir):
+    """An unknown key in a known section is a warning with file:line; darknet's training-only
+    keys in the real cfgs are not; a missing --weights file is one line."""
+    import logging
+    cfg = tmp_path / "t.cfg"
+    cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\nbatch=64\n[convolutional]\nfilters=85\n"
+                   "size=3\nstride=1\npad=1\nactivation=leaky\nbogus_key=3\n"
+                   "[yolo]\nmask=0\nanchors=10,13\nclasses=80\nnum=1\njitter=.3\n")
+    with caplog.at_level(logging.WARNING, logger="hetsched"):
+        import_darknet(cfg)
+    assert [r.getMessage() for r in caplog.records] == [
+        "t.cfg:12 [convolutional]: key 'bogus_key' is not read by hetsched's importer (ignored)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hetsched"):
+        for name in CFG_NAMES.values():
+            import_darknet(cfg_dir / name, size=64)
+    assert caplog.records == []
+    with pytest.raises(DarknetError, match=r"^.*nope.weights: no such darknet \.weights file$"):
+        import_darknet(cfg, tmp_path / "nope.weights")
+    (tmp_path / "few.cfg").write_text(cfg.read_text().replace("num=1", "num=3"))
+    with pytest.raises(DarknetError, match=r"few.cfg:13 \[yolo\]: num=3 but anchors lists 1 pairs"):
+        import_darknet(tmp_path / "few.cfg")

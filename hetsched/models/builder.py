@@ -155,8 +155,9 @@ def build(sections: list[Section], *, name: str, size: int | None = None, weight
         where = sections[0].where() if sections else name
         raise DarknetError(f"{where}: a darknet network starts with a [net] section")
     net = sections[0]
-    h = size or net.get("height", 416)
-    w = size or net.get("width", 416)
+    h, w = net.get("height", 416), net.get("width", 416)
+    if size:
+        h = w = size      # the caller's size overrides the cfg's
     c = net.get("channels", 3)
     weights = weights or RandomWeights(seed)
     em = _Emitter(name)
@@ -317,6 +318,10 @@ def _head(em, sec, prev, heads, in_h, in_w) -> _Out:
     anchors = sec.floats("anchors", [])
     pairs = [anchors[i:i + 2] for i in range(0, len(anchors) - 1, 2)]
     if sec.kind == "yolo":
+        num = sec.get("num", len(pairs))   # darknet reads num anchor pairs from the list
+        if num > len(pairs):
+            raise DarknetError(f"{sec.where()}: num={num} but anchors lists {len(pairs)} pairs")
+        pairs = pairs[:num]
         mask = sec.ints("mask", list(range(len(pairs))))
         if any(not 0 <= m < len(pairs) for m in mask):
             raise DarknetError(f"{sec.where()}: mask {mask} indexes outside {len(pairs)} anchors")

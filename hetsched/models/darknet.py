@@ -6,6 +6,7 @@ Every section keeps the line it started on, so an error names the file, the line
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import onnx
@@ -13,6 +14,8 @@ import onnx
 from ..errors import DarknetError
 from .builder import DarknetWeights, build
 from .sections import Section
+
+log = logging.getLogger("hetsched")
 
 
 def parse_cfg(path) -> list[Section]:
@@ -37,6 +40,7 @@ def parse_cfg(path) -> list[Section]:
                 raise DarknetError(f"{path.name}:{lineno}: option before any [section]")
             key, value = line.split("=", 1)
             sections[-1].params[key.strip()] = value.strip()
+            sections[-1].key_lines[key.strip()] = lineno
         else:
             raise DarknetError(f"{path.name}:{lineno}: expected [section] or key=value, got {raw.strip()!r}")
     if not sections:
@@ -47,6 +51,13 @@ def parse_cfg(path) -> list[Section]:
 def import_darknet(cfg, weights=None, *, size: int | None = None, seed: int = 0,
                    activation: str | None = None) -> onnx.ModelProto:
     sections = parse_cfg(cfg)
+    if weights and not Path(weights).is_file():
+        raise DarknetError(f"{weights}: no such darknet .weights file")
     reader = DarknetWeights(weights) if weights else None
-    return build(sections, name=Path(cfg).stem, size=size, weights=reader, seed=seed,
-                 activation=activation)
+    model = build(sections, name=Path(cfg).stem, size=size, weights=reader, seed=seed,
+                  activation=activation)
+    for sec in sections:
+        for key, line in sec.unread():
+            log.warning("%s:%d [%s]: key '%s' is not read by hetsched's importer (ignored)",
+                        sec.source, line, sec.kind, key)
+    return model
