@@ -300,3 +300,28 @@ def test_darknet_keys_the_importer_does_not_read_are_named(tmp_path, caplog, cfg
     (tmp_path / "few.cfg").write_text(cfg.read_text().replace("num=1", "num=3"))
     with pytest.raises(DarknetError, match=r"few.cfg:13 \[yolo\]: num=3 but anchors lists 1 pairs"):
         import_darknet(tmp_path / "few.cfg")
+
+
+@pytest.mark.parametrize("c_from,c_prev,stride", [(64, 128, 1), (128, 64, 1), (64, 64, 2), (32, 48, 2)])
+def test_shortcut_across_channel_counts_and_sizes_is_darknets(tmp_path, c_from, c_prev, stride):
+    """darknet's shortcut_cpu worked by hand in numpy: out = prev; out[:, k, j, i] +=
+    from[:, k, j*stride, i*stride] for k < min(c), the rest of prev unchanged."""
+    cfg = tmp_path / "s.cfg"
+    cfg.write_text(f"[net]\nwidth=32\nheight=32\nchannels=3\n"
+                   f"[convolutional]\nfilters={c_from}\nsize=3\nstride=1\npad=1\nactivation=linear\n"
+                   f"[convolutional]\nfilters={c_prev}\nsize=3\nstride={stride}\npad=1\nactivation=linear\n"
+                   f"[shortcut]\nfrom=-2\nactivation=linear\n")
+    model = import_darknet(cfg)
+    g = graph.load(model)
+    x = images((1, 3, 32, 32))
+    out = run(model, {"images": x})[g.outputs[0]]
+    assert out.shape == (1, c_prev, 32 // stride, 32 // stride)    # darknet: the previous layer's
+    # the two convolutions' own outputs: the same model cut after them (layers 0 and 1)
+    assert [l.op for l in g.layers[:2]] == ["Conv", "Conv"]
+    env = run(g.split([2])[0], {"images": x})
+    add, prev = env["L0.conv"], env["L1.conv"]
+    assert add.shape[1] == c_from and prev.shape[1] == c_prev
+    want = prev.copy()
+    c = min(c_from, c_prev)
+    want[:, :c] += add[:, :c, ::stride, ::stride]
+    assert np.abs(out - want).max() <= 1e-4

@@ -187,10 +187,8 @@ def build(sections: list[Section], *, name: str, size: int | None = None, weight
             if "from" not in sec.params:
                 raise DarknetError(f"{sec.where()}: shortcut needs from=")
             other = outs[_ref(sec, idx, sec.get("from"))]
-            if (other.c, other.h, other.w) != (prev.c, prev.h, prev.w):
-                raise DarknetError(f"{sec.where()}: shortcut adds {other.c}x{other.h}x{other.w} "
-                                   f"to {prev.c}x{prev.h}x{prev.w}; shapes must match")
-            t = em.node("Add", [prev.tensor, other.tensor], f"{tag}.shortcut", f"{tag}.shortcut")
+            added = _shortcut_operand(em, sec, other, prev, tag)
+            t = em.node("Add", [prev.tensor, added], f"{tag}.shortcut", f"{tag}.shortcut")
             act = sec.get("activation", "linear", str)
             t = _activation(em, sec, t, act, tag)
             m = (prev.moment + other.moment) * _ACT_MOMENT.get(act, 1.0)
@@ -311,6 +309,33 @@ def _reorg(em, sec, prev, tag) -> _Out:
     b = em.node("Transpose", [a], f"{tag}.reorg_perm", f"{tag}.reorg_perm", perm=[0, 3, 5, 1, 2, 4])
     t = em.node("Reshape", [b, shape4], f"{tag}.reorg", f"{tag}.reorg")
     return _Out(t, c * s * s, h // s, w // s, prev.moment)
+
+
+def _shortcut_operand(em, sec, other: "_Out", prev: "_Out", tag: str) -> str:
+    """What darknet's shortcut adds to the previous layer (`shortcut_cpu` in blas.c): the output
+    keeps the previous layer's shape; its first min(c) channels get the `from` layer's, sampled
+    every w_from / w_prev pixels where the `from` layer is larger; channels beyond the `from`
+    layer's pass through unchanged. (A smaller `from` layer, which darknet adds to every
+    sample-th pixel only, is refused.)"""
+    if (other.c, other.h, other.w) == (prev.c, prev.h, prev.w):
+        return other.tensor
+    if other.h < prev.h or other.w < prev.w or other.h % prev.h or other.w % prev.w \
+            or other.w // prev.w != other.h // prev.h:
+        raise DarknetError(f"{sec.where()}: shortcut adds {other.c}x{other.h}x{other.w} to "
+                           f"{prev.c}x{prev.h}x{prev.w}: hetsched takes a `from` layer of the same "
+                           f"size or an integer multiple of it")
+    stride, c = other.w // prev.w, min(other.c, prev.c)
+    t = other.tensor
+    if stride > 1 or c < other.c:
+        starts = em.const(f"{tag}.sc.starts", np.array([0, 0, 0], np.int64))
+        ends = em.const(f"{tag}.sc.ends", np.array([c, other.h, other.w], np.int64))
+        axes = em.const(f"{tag}.sc.axes", np.array([1, 2, 3], np.int64))
+        steps = em.const(f"{tag}.sc.steps", np.array([1, stride, stride], np.int64))
+        t = em.node("Slice", [t, starts, ends, axes, steps], f"{tag}.sc.slice", f"{tag}.sc.slice")
+    if c < prev.c:       # zeros for the channels only the previous layer has
+        pads = em.const(f"{tag}.sc.pads", np.array([0, 0, 0, 0, 0, prev.c - c, 0, 0], np.int64))
+        t = em.node("Pad", [t, pads], f"{tag}.sc.pad", f"{tag}.sc.pad")
+    return t
 
 
 def _head(em, sec, prev, heads, in_h, in_w) -> _Out:
