@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import __version__, stopping
-from .errors import HetschedError
+from .errors import HetschedError, describe
 
 log = logging.getLogger("hetsched")
 
@@ -675,8 +675,7 @@ def main(argv=None) -> int:
             raise
         except Exception as e:
             log.debug("the cause", exc_info=e)
-            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            print(f"hetsched: internal error: {type(e).__name__}: {text} (a bug in hetsched, "
+            print(f"hetsched: internal error: {describe(e)} (a bug in hetsched, "
                   f"not your input; -v shows the traceback)", file=sys.stderr)
             return 1
 

@@ -15,3 +15,15 @@ class ProfileError(HetschedError):
 
 class DarknetError(HetschedError):
     """A darknet cfg/weights pair the importer cannot turn into ONNX."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line ('' when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def describe(e: BaseException) -> str:
+    """`Type: first line of the message`, for one-line reports of a cause."""
+    text = first_line(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

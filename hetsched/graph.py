@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-from .errors import GraphError
+from .errors import GraphError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _read(path: Path) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e) or type(e).__name__
         raise GraphError(f"{path}: invalid ONNX model ({msg})") from None
     return model
 
@@ -240,7 +240,7 @@ def _normalise(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> on
     try:
         m = shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e) or type(e).__name__
         raise GraphError(f"shape inference failed: {msg}") from None
     return m
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from ..errors import first_line
 from ..ortsession import session
 from . import EngineError, EngineOptions
 
@@ -18,7 +19,7 @@ class OrtCpuEngine:
             self._sess = session(model, opts.threads, opts.optimization)
         except Exception as e:
             raise EngineError(f"onnxruntime could not load the stage for {pe}: "
-                              f"{str(e).strip().splitlines()[0] if str(e).strip() else e}") from None
+                              f"{first_line(e) or e!r}") from None
         self.input_names = [i.name for i in self._sess.get_inputs()]
         self.output_names = [o.name for o in self._sess.get_outputs()]
 

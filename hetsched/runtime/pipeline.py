@@ -28,6 +28,7 @@ from typing import Callable, Protocol
 
 from .. import stopping
 from ..errors import HetschedError
+from ..errors import describe as _why
 from ..pinning import pin_current_thread
 from .channel import Aborted, Channel, EndOfStream
 from .frame import Frame
@@ -468,7 +469,3 @@ def _route(channels: list[Channel], frame: Frame) -> Channel:
     """Round robin over a replicated stage's members by sequence number."""
     return channels[frame.seq % len(channels)]
 
-
-def _why(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
