@@ -14,6 +14,13 @@ NOT EXERCISED: no Jetson was available to the session that wrote this (README). 
 run on a board as its test.
 
     python3 scripts/jetson_profile.py yolov3-relu-416.onnx --pes gpu,dla0,dla1 --cpu cpu0-7 -o xavier.json
+
+What a board would settle (runs anywhere, no TensorRT needed): every figure the board file marks
+assumed, with the measurement on the board that replaces it, and the probe models those
+measurements use (hetsched/profiler/settle.py):
+
+    python3 scripts/jetson_profile.py --settle jetson-agx-xavier
+    python3 scripts/jetson_profile.py --write-probes probes
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hetsched import graph, profile  # noqa: E402
 from hetsched.engines import EngineError, EngineOptions  # noqa: E402
-from hetsched.engines.tensorrt import TensorRTEngine, build_engine  # noqa: E402
 from hetsched.ortsession import random_feeds, session  # noqa: E402
 from hetsched.power import detect  # noqa: E402
 from hetsched.profile import PE, Transfer  # noqa: E402
@@ -49,6 +55,7 @@ def time_engine(engine, feeds, runs: int) -> float:
 
 
 def layer_costs(g, pe: str, opts: EngineOptions, runs: int) -> list[float | None]:
+    from hetsched.engines.tensorrt import TensorRTEngine, build_engine
     costs = []
     for layer in g.layers:
         sub = g.submodel(layer.index, layer.index)
@@ -68,20 +75,41 @@ def layer_costs(g, pe: str, opts: EngineOptions, runs: int) -> list[float | None
     return costs
 
 
+def settle(args) -> int:
+    from hetsched.profiler.board import read_raw
+    from hetsched.profiler.settle import settle_report, write_probes
+    if args.write_probes:
+        paths = write_probes(args.write_probes)
+        print(f"wrote {len(paths)} probe models to {args.write_probes}")
+    if args.settle:
+        print(settle_report(read_raw(args.settle)[0], args.model or "yolov2-relu-416.onnx"))
+    return 0
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("model", nargs="?", help="ONNX model to profile (required unless --settle / --write-probes)")
+    ap.add_argument("--settle", metavar="BOARD", help="print, for each assumed figure of BOARD, the "
+                                                      "measurement on the board that would replace it")
+    ap.add_argument("--write-probes", metavar="DIR", help="write the probe models --settle's commands use")
     ap.add_argument("--pes", default="gpu,dla0,dla1")
     ap.add_argument("--cpu", default="cpu0", help="CPU PEs to profile too (the first is the host), e.g. cpu0-7")
     ap.add_argument("--precision", default="fp16", choices=["fp16", "int8", "fp32"])
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("-o", "--output")
     args = ap.parse_args()
+    if args.settle or args.write_probes:
+        return settle(args)
+    if not args.model or not args.output:
+        ap.error("a model and -o are required to profile (or give --settle / --write-probes)")
+    from hetsched.engines.tensorrt import TensorRTEngine  # noqa: F401  (fails here without TensorRT)
     g = graph.load(args.model)
     opts = EngineOptions(precision=args.precision, cache_dir="out/trt-cache")
     accel = [p for p in args.pes.split(",") if p]
     costs = {pe: layer_costs(g, pe, opts, args.runs) for pe in accel}
     pes = [PE(p, "dla" if p.startswith("dla") else "gpu") for p in accel]
+    from hetsched.engines.tensorrt import TensorRTEngine
     meter, reasons = detect()
     power = {}
     if meter is not None:

@@ -10,7 +10,7 @@ from hetsched.models.zoo import ZOO, build_zoo
 from hetsched.partition import make_plan
 from hetsched.partition.cost import PlanError, Stage, evaluate, validate
 from hetsched.profiler.board import BOARDS_DIR, load_board, list_boards
-from hetsched.calibrate import JEDI_YOLOV2, predictions
+from hetsched.calibrate import JEDI_YOLOV2, calibrate_xavier, predictions
 from hetsched.profiler.roofline import model_profile
 
 JETSONS = ["jetson-tx2", "jetson-agx-xavier", "jetson-agx-orin"]
@@ -80,14 +80,20 @@ def test_roofline_by_hand():
 
 @pytest.mark.slow
 def test_stored_xavier_calibration_reproduces_its_targets():
-    """The board file's fitted efficiencies give JEDI's two FP16 figures back (the fit is
-    stored, so this fails if the model or the board file changes without re-fitting)."""
+    """The board file's fitted efficiencies give JEDI's two FP16 figures back within 5% (the fit
+    is stored, so this fails if the model or the board file changes without re-fitting), no
+    fitted rate is above its published peak, and fitting again gives the stored figures."""
     g = graph.from_model(build_zoo("yolov2", 416, "relu"), name="yolov2-relu-416")
     b = load_board("jetson-agx-xavier")
     assert b.raw["calibration"]["status"].startswith("calibrated")
     got = predictions(g, b, "fp16")
     assert got["gpu_only_fps"] == pytest.approx(JEDI_YOLOV2["gpu_only_fps"], rel=0.005)
-    assert got["pipeline_fps"] == pytest.approx(JEDI_YOLOV2["pipeline_fps"], rel=0.005)
+    assert got["pipeline_fps"] == pytest.approx(JEDI_YOLOV2["pipeline_fps"], rel=0.05)
+    stored = {k: b.efficiency[k]["Conv"] for k in ("gpu", "dla")}
+    assert all(0 < e <= 1.0 for e in stored.values())
+    fit = calibrate_xavier(g, load_board("jetson-agx-xavier"))
+    assert fit["gpu_conv_efficiency"] == pytest.approx(stored["gpu"], abs=1e-4)
+    assert fit["dla_conv_efficiency"] == pytest.approx(stored["dla"], abs=1e-4)
 
 
 def test_cli_profile_board(tmp_path, capsys):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..profile import Profile
 from .cost import (DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate, fallback_gpu,
-                   runnable)
+                   runnable, subgraph_excess)
 from .groups import allowed_pes, check_feasible
 
 
@@ -32,11 +32,14 @@ def _best_copies(profile: Profile, pes, method: str, sizes, dla_fallback: bool =
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
     gpu = fallback_gpu(profile, names) if dla_fallback else None
-    capable = [p for p in names if all(runnable(profile, (p,), i, gpu)
-                                       for i in range(len(profile.layers)))]
-    if not capable:
-        raise PlanError(f"no PE of {', '.join(names)} can run every layer on its own")
     last = len(profile.layers) - 1
+    excess = {p: subgraph_excess(profile, [Stage((p,), 0, last)], dla_fallback) for p in names}
+    capable = [p for p in names if not excess[p] and all(runnable(profile, (p,), i, gpu)
+                                                         for i in range(len(profile.layers)))]
+    if not capable:
+        why = next((w for w in excess.values() if w), None)
+        raise PlanError(f"no PE of {', '.join(names)} can run every layer on its own"
+                        + (f" ({why})" if why else ""))
     best = None
     for k in sizes(len(capable)):
         for members in combinations(capable, k):

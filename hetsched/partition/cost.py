@@ -201,6 +201,48 @@ def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = 
                                                       else "; --dla-fallback would run it on the GPU"))
     if expect != n:
         raise PlanError(f"stages end at layer {expect - 1}; the profile has layers up to {n - 1}")
+    excess = subgraph_excess(profile, stages, dla_fallback)
+    if excess:
+        raise PlanError(excess)
+
+
+def dla_subgraphs(profile: Profile, stages: list[Stage], dla_fallback: bool = False) -> dict[str, int]:
+    """How many DLA subgraphs (TensorRT DLA loadables) each DLA PE's stages need: one per stage,
+    and under `--dla-fallback` one per maximal run of the stage's layers the DLA itself runs
+    (each fallback island splits the DLA's part of the engine)."""
+    out: dict[str, int] = {}
+    for s in stages:
+        for pe in s.pes:
+            if profile.pes[pe].kind != "dla":
+                continue
+            runs, inside = 0, False
+            for i in range(s.first, s.last + 1):
+                here = profile.layers[i].cost_ms.get(pe) is not None or not dla_fallback
+                runs += here and not inside
+                inside = here
+            out[pe] = out.get(pe, 0) + runs
+    return out
+
+
+def subgraph_limit(profile: Profile) -> int | None:
+    """The DLA subgraphs a core builds at most, where the profile's board says."""
+    return profile.board.get("dla_max_subgraphs_per_core") if isinstance(profile.board, dict) else None
+
+
+def subgraph_excess(profile: Profile, stages: list[Stage], dla_fallback: bool = False) -> str | None:
+    """Why the stages break the per-core DLA subgraph limit a board profile carries
+    (`board.dla_max_subgraphs_per_core`: TensorRT's "DLA supports only 8 subgraphs per DLA
+    core"), or None."""
+    limit = subgraph_limit(profile)
+    if not limit:
+        return None
+    over = {pe: k for pe, k in dla_subgraphs(profile, stages, dla_fallback).items() if k > limit}
+    if not over:
+        return None
+    pe, k = max(over.items(), key=lambda kv: kv[1])
+    return (f"the plan needs {k} DLA subgraphs on {pe}" + (" (its fallback islands split them)"
+                                                          if dla_fallback else "")
+            + f"; TensorRT builds at most {limit} per DLA core")
 
 
 class CostIndex:

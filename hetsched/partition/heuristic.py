@@ -34,8 +34,8 @@ import numpy as np
 from ..profile import Profile
 from .beam import interleaved
 from .completion import Rest
-from .cost import (DEFAULT_MAX_STAGES, CostIndex, Plan, Stage, better, evaluate, fallback_gpu,
-                   runnable)
+from .cost import (DEFAULT_MAX_STAGES, CostIndex, Plan, PlanError, Stage, better, evaluate,
+                   fallback_gpu, runnable, subgraph_excess)
 from .groups import allowed_pes, check_feasible, pe_sets, stage_groups, stages_from_path
 
 BISECTION_STEPS = 30
@@ -266,26 +266,31 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         for path in interleaved(Rest(profile, subset, sub_groups), len(subset), max_stages):
             priced.append(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
                                    check=False, index=index, **limits))
+    # a board's DLA takes so many subgraphs per core (and fallback islands split them)
+    priced = [p for p in priced if not subgraph_excess(profile, p.stages, dla_fallback)]
     if not priced:
-        from .cost import PlanError
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
                         f"(a layer no order can place; the optimal planner may still find one)")
     priced.sort(key=lambda p: p.key())
     best = None
     for plan in priced[:REFINE_TOP]:
         plan = _refine(profile, plan, index, limits, prefix)
+        if subgraph_excess(profile, plan.stages, dla_fallback):
+            continue
         if better(plan, best):
             best = plan
     if dla_fallback:
         # fallback only widens what is allowed: the strict plan is a candidate too (balancing on
         # the fallback view can miss it)
-        from .cost import PlanError
         try:
             strict = solve(profile, pes=names, replication=replication, max_stages=max_stages)
             if better(strict, best):
                 best = strict
         except PlanError:
             pass
+    if best is None:
+        raise PlanError(f"the heuristic found no plan over {', '.join(names)} within the DLA "
+                        f"subgraph limit")
     best = evaluate(profile, best.stages, "heuristic", index=index, **limits)
     best.solve_ms = (time.perf_counter() - t0) * 1e3
     return best

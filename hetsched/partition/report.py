@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..profile import Profile
-from .cost import Plan
+from .cost import Plan, dla_subgraphs, subgraph_limit
 
 
 def format_plan(profile: Profile, plan: Plan) -> str:
@@ -35,15 +35,31 @@ def format_plan(profile: Profile, plan: Plan) -> str:
     used = {p for s in plan.stages for p in s.pes}
     host_ms = profile.host_ms
     head = f"{'PE':<8}{'stages ms':>10}" + (f"{'host work':>10}" if host_ms else "") \
-        + f"{'load ms':>10}" + (f"{'factor':>8}" if slowed else "")
+        + f"{'load ms':>10}" + (f"{'factor':>8}{'slowdown':>10}" if slowed else "") \
+        + (f"{'overhead':>10}" if overhead else "")
     rows.append(head)
     for pe in profile.pes:
         load = plan.pe_load_ms.get(pe, 0.0)
         own = host_ms if pe == profile.host else 0.0
         row = f"{pe:<8}{load - own:>10.3f}" + (f"{own:>10.3f}" if host_ms else "") + f"{load:>10.3f}"
+        # where the version-2 terms bite: the share of the load contention and overheads add
+        mine = [(c, len(c.pes)) for c in costs if pe in c.pes]
         if slowed:
-            row += f"{profile.factor(pe, used):>8.3f}" if pe in used else f"{'-':>8}"
+            extra = sum(c.work_ms(pe) * (c.factor.get(pe, 1.0) - 1.0) / k for c, k in mine)
+            row += (f"{profile.factor(pe, used):>8.3f}{_share(extra, load):>10}" if pe in used
+                    else f"{'-':>8}{'-':>10}")
+        if overhead:
+            row += f"{_share(sum(c.overhead_ms.get(pe, 0.0) / k for c, k in mine), load):>10}" \
+                if pe in used else f"{'-':>10}"
         rows.append(row + ("  <- bottleneck" if abs(load - plan.bottleneck_ms) <= 1e-12 else ""))
+    if slowed or overhead:
+        rows.append("(slowdown, overhead: the share of each PE's load that contention and the "
+                    "per-stage overhead add)")
+    limit = subgraph_limit(profile)
+    counts = dla_subgraphs(profile, plan.stages, plan.dla_fallback)
+    if limit and counts:
+        rows.append("DLA subgraphs per core: " + ", ".join(f"{p} {k}/{limit}" for p, k in counts.items())
+                    + " (TensorRT's limit; planners refuse plans above it)")
     solve = f", solved in {plan.solve_ms:.1f} ms" if plan.solve_ms is not None else ""
     rows.append(f"{plan.method}: bottleneck {plan.bottleneck_ms:.3f} ms -> {plan.throughput_fps:.2f} fps "
                 f"predicted, latency {plan.latency_ms:.3f} ms{solve}")
@@ -52,6 +68,10 @@ def format_plan(profile: Profile, plan: Plan) -> str:
                     f"proved optimum >= {plan.lower_bound_ms:.3f} ms before its time limit; this is "
                     f"the best plan it knew)")
     return "\n".join(rows)
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole > 0 else "-"
 
 
 def format_comparison(attempts) -> str:

@@ -1,7 +1,14 @@
-"""Board files (`profiles/boards/*.json`, schema `hetsched.board/1`): the published figures a
+"""Board files (`profiles/boards/*.json`, schema `hetsched.board/2`): the published figures a
 modeled profile is computed from. Every figure is `{"value": v, "source": "...", "assumed": true?}`
 so that where a number came from travels with it; `same_as` copies another PE's or link's spec,
 and `calibration.efficiency_from` borrows another board's fitted efficiencies.
+
+Version 2 adds what the contract's version 2 prices and what the published measurements say a
+board model without them gets wrong (facts.md, "Found later"): `stage_overhead_ms` per PE kind,
+`contention` between PE kinds (`contention.gpu.dla` is the GPU's slowdown per DLA that also
+runs; `contention.dla.dla` a DLA's slowdown from the other DLA), and `dla`: the NVDLA convolution
+core's shape (Atomic-C/K, Winograd, image-input mode) that makes a DLA's rate depend on the
+layer's shape, and the per-core subgraph limit. A version-1 file reads with all of them absent.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from ..errors import HetschedError
 from ..profile import Transfer
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "profiles" / "boards"
-SCHEMA = "hetsched.board/1"
+SCHEMA = "hetsched.board/2"
+SCHEMAS = ("hetsched.board/1", SCHEMA)
 
 
 class BoardError(HetschedError):
@@ -31,6 +39,20 @@ class BoardPE:
 
 
 @dataclass
+class DLASpec:
+    """The NVDLA convolution core as the board file gives it (NVDLA hwarch, direct convolution):
+    MACs are issued Atomic-C input channels x Atomic-K output channels at a time, so a layer whose
+    channels do not fill them wastes the rest; Winograd cuts a 3x3 stride-1 convolution's MACs by
+    `winograd_speedup`; image-input mode runs a first layer of <= 4 channels at
+    `image_input_utilisation` instead of C / Atomic-C."""
+    atomic_c: int
+    atomic_k: dict[str, int]          # precision -> Atomic-K
+    winograd_speedup: float
+    image_input_utilisation: float
+    max_subgraphs_per_core: int | None
+
+
+@dataclass
 class Board:
     name: str
     host: str
@@ -44,6 +66,18 @@ class Board:
     transfer: dict[str, Transfer]
     raw: dict = field(repr=False, default_factory=dict)
     path: Path | None = None
+    stage_overhead_ms: dict[str, float] = field(default_factory=dict)      # PE kind -> ms
+    contention: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> other kind -> slowdown
+    dla: DLASpec | None = None
+
+    def overhead_of(self, pe: str) -> float:
+        return self.stage_overhead_ms.get(self.pes[pe].kind, 0.0)
+
+    def contention_of(self, pe: str) -> dict[str, float]:
+        """contention[pe][q] of the contract for every other PE q of this board."""
+        row = self.contention.get(self.pes[pe].kind, {})
+        return {q: row[spec.kind] for q, spec in self.pes.items()
+                if q != pe and row.get(spec.kind)}
 
     def efficiency_of(self, kind: str, op: str) -> float:
         table = self.efficiency.get(kind)
@@ -79,7 +113,7 @@ def read_raw(name: str) -> tuple[dict, Path]:
         raise BoardError(f"no board '{name}' (known: {', '.join(list_boards())}, or a board JSON path)") from None
     except json.JSONDecodeError as e:
         raise BoardError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
-    if raw.get("schema") != SCHEMA:
+    if raw.get("schema") not in SCHEMAS:
         raise BoardError(f"{path}: schema is {raw.get('schema')!r}, expected {SCHEMA!r}")
     return raw, path
 
@@ -131,7 +165,37 @@ def load_board(name: str) -> Board:
                                  value(spec["ms_per_mb"], f"{where}: transfer.{key}.ms_per_mb"))
     if "default" not in transfer:
         raise BoardError(f"{where}: transfer has no 'default'")
+    kinds = {p.kind for p in pes.values()}
+    overhead = {}
+    for kind, fig in raw.get("stage_overhead_ms", {}).items():
+        if kind not in kinds:
+            raise BoardError(f"{where}: stage_overhead_ms.{kind}: the board has no PE of kind '{kind}'")
+        overhead[kind] = value(fig, f"{where}: stage_overhead_ms.{kind}")
+    contention: dict[str, dict[str, float]] = {}
+    for kind, row in raw.get("contention", {}).items():
+        for other, fig in row.items():
+            if kind not in kinds or other not in kinds:
+                raise BoardError(f"{where}: contention.{kind}.{other}: the board has no PE of "
+                                 f"kind '{kind if kind not in kinds else other}'")
+            contention.setdefault(kind, {})[other] = value(fig, f"{where}: contention.{kind}.{other}")
     return Board(raw["name"], host, pes, value(mem.get("bandwidth_gbps"), f"{where}: memory.bandwidth_gbps"),
                  value(mem.get("bandwidth_efficiency", 1.0), f"{where}: memory.bandwidth_efficiency"),
                  efficiency, set(fused.get("ops", [])), set(fused.get("pes", [])),
-                 set(raw.get("dla_unsupported_ops", {}).get("ops", [])), transfer, raw, path)
+                 set(raw.get("dla_unsupported_ops", {}).get("ops", [])), transfer, raw, path,
+                 overhead, contention, _dla_spec(raw.get("dla"), where, "dla" in kinds))
+
+
+def _dla_spec(spec: dict | None, where: str, has_dla: bool) -> DLASpec | None:
+    if spec is None:
+        return None
+    if not has_dla:
+        raise BoardError(f"{where}: has a 'dla' section but no DLA PE")
+    v = lambda key: value(spec[key], f"{where}: dla.{key}")  # noqa: E731
+    try:
+        limit = spec.get("max_subgraphs_per_core")
+        return DLASpec(int(v("atomic_c")),
+                       {p: int(value(f, f"{where}: dla.atomic_k.{p}")) for p, f in spec["atomic_k"].items()},
+                       v("winograd_speedup"), v("image_input_utilisation"),
+                       None if limit is None else int(v("max_subgraphs_per_core")))
+    except KeyError as e:
+        raise BoardError(f"{where}: dla section lacks {e.args[0]!r}") from None
