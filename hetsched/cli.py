@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import __version__, stopping
+from .detect import KINDS as DETECT_KINDS
 from .errors import HetschedError, describe
 
 log = logging.getLogger("hetsched")
@@ -263,6 +264,8 @@ def _run_spec(args):
         spec.mode = args.mode
     if args.profile:
         spec.profile = args.profile
+    if args.detect:
+        spec.detect.kind = args.detect
     return spec
 
 
@@ -636,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jsonl", help="write detections per frame as JSON lines")
     s.add_argument("--video", help="write the annotated video")
     s.add_argument("--dump", metavar="DIR", help="write DIR/NNNNNN.npz of network inputs and outputs")
+    s.add_argument("--detect", choices=DETECT_KINDS, help="how to decode the outputs (default: the spec's "
+                                                       "detect.kind, auto: by the model's metadata and "
+                                                       "output shapes)")
     s.add_argument("--emulate", nargs="?", const="timing", choices=["timing", "compute"],
                    help="emulate every PE from the profile's stage times (no value: timing)")
     s.add_argument("--refresh", action="store_true",

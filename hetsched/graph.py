@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _MOVEMENT_OPS = {
     "Concat", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Split",
     "Slice", "Gather", "Pad", "Expand", "Tile", "Shape", "Cast", "DepthToSpace", "SpaceToDepth",
-    "Constant", "ConstantOfShape", "Dropout",
+    "Constant", "ConstantOfShape", "Dropout", "Range",
 }
 # Elementwise ops and activations: one operation per output element.
 _ELEMENTWISE_OPS = {
@@ -388,10 +388,38 @@ def _tensor_table(model: onnx.ModelProto, inits) -> dict[str, Tensor]:
         table[vi.name] = Tensor(vi.name, tuple(dims), helper.tensor_dtype_to_np_dtype(tt.elem_type))
     missing = [t for node in g.node for t in list(node.input) + list(node.output)
                if t and t not in inits and t not in table]
+    if missing and all(i.name in table for i in g.input if i.name not in inits):
+        # exporters compute anchor grids from Shape -> Range at run time, which shape inference
+        # cannot follow; one run at the (concrete) input shapes gives those shapes
+        table.update(_shapes_by_running(model, sorted(set(missing)), table))
+        missing = [t for t in missing if t not in table]
     if missing:
         raise GraphError(f"shape inference left {len(set(missing))} tensor(s) without a concrete "
                          f"shape (first: {missing[0]}); give concrete --input-shape values")
     return table
+
+
+def _shapes_by_running(model: onnx.ModelProto, names: list[str], table: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Shapes of `names` from one onnxruntime run on zeros (the tensors made graph outputs)."""
+    import onnxruntime as ort
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for t in names:
+        if t not in have:
+            m.graph.output.append(helper.make_empty_tensor_value_info(t))
+    try:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.zeros(table[i.name].shape, table[i.name].dtype) for i in sess.get_inputs()}
+        values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    except Exception as e:   # onnxruntime's own errors have no common base; the caller reports
+        log.debug("running the model for its shapes failed: %s", first_line(e))
+        return {}
+    return {t: Tensor(t, tuple(int(d) for d in values[t].shape), values[t].dtype)
+            for t in names if t in values}
 
 
 def _attr(node, name, default=None):

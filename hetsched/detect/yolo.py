@@ -26,10 +26,16 @@ class Detections:
     boxes: np.ndarray     # N x 4, x1 y1 x2 y2 in frame pixels
     scores: np.ndarray    # N
     classes: np.ndarray   # N, int
+    names: tuple[str, ...] | None = None   # class names, where the model's metadata gives them
 
     def to_list(self) -> list[dict]:
-        return [{"box": [round(float(v), 2) for v in b], "score": round(float(s), 5), "class": int(c)}
-                for b, s, c in zip(self.boxes, self.scores, self.classes)]
+        out = [{"box": [round(float(v), 2) for v in b], "score": round(float(s), 5), "class": int(c)}
+               for b, s, c in zip(self.boxes, self.scores, self.classes)]
+        if self.names:
+            for d in out:
+                if 0 <= d["class"] < len(self.names):
+                    d["name"] = self.names[d["class"]]
+        return out
 
 
 def heads_from_metadata(metadata: dict[str, str]) -> list[dict]:

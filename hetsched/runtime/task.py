@@ -1,19 +1,20 @@
 """The detection task around the network: which pre-processing feeds it and which decoder reads
 its outputs, chosen from the model itself (`auto`): darknet heads in the model's metadata mean
-YOLO decoding; a one-channel probability map means the DB text detector; otherwise the raw
-outputs are passed on (`none`)."""
+YOLO decoding; an exporter's layout (`detect.exports`: Ultralytics v8/v11, YOLOv5/v7, YOLOX,
+NMS in the graph) its decoder, found by the output shapes (an error names both when two fit);
+a one-channel probability map means the DB text detector; otherwise the raw outputs are passed
+on (`none`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..detect import db, yolo
+from ..detect import KINDS, db, exports, yolo
 from ..detect.preprocess import PreConfig, preprocess
 from ..errors import HetschedError
 from ..graph import Graph
 from ..models.pretrained import PPOCR_MEAN, PPOCR_STD
 
-KINDS = ("auto", "yolo", "db", "none")
 
 
 @dataclass
@@ -60,6 +61,8 @@ def make_task(graph: Graph, opts: DetectOptions) -> Task:
     if kind == "auto":
         if "hetsched.heads" in graph.metadata:
             kind = "yolo"
+        elif (found := exports.detect_kind(graph, hw)) is not None:
+            kind = found
         elif len(graph.outputs) == 1 and graph.tensors[graph.outputs[0]].shape[1:2] == (1,):
             kind = "db"
         else:
@@ -69,6 +72,12 @@ def make_task(graph: Graph, opts: DetectOptions) -> Task:
                               opts.iou, opts.class_agnostic)
         pre = PreConfig(hw, letterbox=True if opts.letterbox is None else opts.letterbox)
         decode = lambda outs, box: yolo.postprocess(outs, cfg, box)  # noqa: E731
+    elif kind in exports.KINDS:
+        # the exporters' own pre-processing: grey 114 padding; YOLOX takes BGR 0-255 unscaled
+        yolox = kind == "yolox"
+        pre = PreConfig(hw, letterbox=True if opts.letterbox is None else opts.letterbox,
+                        rgb=not yolox, scale=1.0 if yolox else 1.0 / 255.0, pad_value=114)
+        decode = exports.decoder(kind, graph, hw, opts.conf, opts.iou, opts.class_agnostic)
     elif kind == "db":
         out = graph.outputs[0]
         dcfg = db.DBConfig(**opts.extra)
