@@ -100,8 +100,8 @@ def cmd_import_darknet(args) -> int:
 def _model_arg(name: str, size: int, shapes):
     """A zoo name (built at `size`) or an ONNX file, as a graph."""
     from . import graph
-    from .models.zoo import SKIP_NETS, ZOO, build_zoo
-    if name in ZOO or name in SKIP_NETS:
+    from .models.zoo import NAMES, build_zoo
+    if name in NAMES:
         return graph.from_model(build_zoo(name, size), name=f"{name}-{size}")
     return graph.load(name, _input_shapes(shapes))
 
@@ -334,7 +334,7 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench, job
     from .atomic import write_text
-    from .models.zoo import SKIP_NETS, ZOO
+    from .models.zoo import NAMES
     from .power import detect
     from .runtime import spec as specmod
     if bool(args.spec) == bool(args.model):
@@ -342,7 +342,7 @@ def cmd_bench(args) -> int:
     if args.spec:
         spec = specmod.load(args.spec)
     else:
-        model = {"zoo": args.model, "size": args.size} if args.model in {**ZOO, **SKIP_NETS} else {"onnx": args.model}
+        model = {"zoo": args.model, "size": args.size} if args.model in NAMES else {"onnx": args.model}
         spec = specmod.from_dict({"model": model, "source": args.source}, "command line")
     default = bench.NET_METHODS if args.network_only else bench.LOOP_METHODS
     if args.pes:
@@ -480,7 +480,7 @@ POSITIVE, NATURAL = _at_least(1), _at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models.zoo import ACTIVATIONS, SKIP_NETS, ZOO
+    from .models.zoo import ACTIVATIONS, NAMES
     # -v before or after the verb; SUPPRESS keeps a verb's parser from resetting the other's
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], formatter_class=_Help, **kw)
 
     s = verb("zoo", help="build a zoo detector as ONNX")
-    s.add_argument("name", choices=[*ZOO, *SKIP_NETS, "ppocr-det"],
+    s.add_argument("name", choices=[*NAMES, "ppocr-det"],
                    help="network (ppocr-det: the pretrained PP-OCRv6 text detector from rapidocr; "
                         "densenet-yolo, unet-yolo: unpublished skip-heavy detectors for the "
                         "planners)")
@@ -586,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_devices)
 
     s = verb("demo", help="the main job end to end on the embedded default")
-    s.add_argument("--model", choices=list(ZOO), default="tiny-yolov3", help="zoo network")
+    s.add_argument("--model", choices=list(NAMES), default="tiny-yolov3", help="zoo network")
     s.add_argument("--size", type=POSITIVE, default=416, help="input size, a multiple of 32")
     s.add_argument("--pe", help="PEs (default: one per usable core)")
     s.add_argument("--runs", type=POSITIVE, default=10, help="measured profiling runs per PE")

@@ -337,3 +337,92 @@ def test_real_yolov8n_split_three_ways_gives_the_same_detections(yolov8n):
     b, raw_b, _, _ = _detect(g, _scene(True), 0.01, split)
     assert np.allclose(raw_a, raw_b, atol=1e-4)
     assert a.to_list() == b.to_list() and len(a.boxes) >= 1
+
+
+# --- the zoo's YOLOv8 in the exporter's layout --------------------------------------------------
+
+def _v8_definition(width, depth=0.33, nc=80):
+    """Convolutions (count) and their parameters (weights + fused biases) of YOLOv8 from its
+    architecture (ultralytics/cfg/models/v8/yolov8.yaml), worked out here independently of the
+    builder: channels min(c, 1024) x width rounded up to 8, repeats max(round(n x depth), 1)."""
+    ch = lambda c: int(np.ceil(min(c, 1024) * width / 8) * 8)  # noqa: E731
+    rep = lambda n: max(round(n * depth), 1)  # noqa: E731
+    convs = []
+    conv = lambda ci, co, k, bias=True: convs.append(k * k * ci * co + (co if bias else 0))  # noqa: E731
+
+    def c2f(ci, co, n):
+        c = co // 2
+        conv(ci, 2 * c, 1)
+        for _ in range(n):
+            conv(c, c, 3)
+            conv(c, c, 3)
+        conv((2 + n) * c, co, 1)
+    conv(3, ch(64), 3), conv(ch(64), ch(128), 3), c2f(ch(128), ch(128), rep(3))
+    conv(ch(128), ch(256), 3), c2f(ch(256), ch(256), rep(6))
+    conv(ch(256), ch(512), 3), c2f(ch(512), ch(512), rep(6))
+    conv(ch(512), ch(1024), 3), c2f(ch(1024), ch(1024), rep(3))
+    conv(ch(1024), ch(1024) // 2, 1), conv(2 * ch(1024), ch(1024), 1)              # SPPF
+    c2f(ch(1024) + ch(512), ch(512), rep(3)), c2f(ch(512) + ch(256), ch(256), rep(3))
+    conv(ch(256), ch(256), 3), c2f(ch(256) + ch(512), ch(512), rep(3))
+    conv(ch(512), ch(512), 3), c2f(ch(512) + ch(1024), ch(1024), rep(3))
+    heads = [ch(256), ch(512), ch(1024)]
+    c2, c3 = max(16, heads[0] // 4, 64), max(heads[0], min(nc, 100))
+    for ci in heads:
+        conv(ci, c2, 3), conv(c2, c2, 3), conv(c2, 64, 1), conv(ci, c3, 3), conv(c3, c3, 3), conv(c3, nc, 1)
+    conv(16, 1, 1, bias=False)                                                           # DFL
+    return len(convs), sum(convs)
+
+
+@pytest.mark.parametrize("name,width,published", [("yolov8n", 0.25, 3151904), ("yolov8s", 0.50, 11156544)])
+def test_zoo_yolov8_matches_its_architecture(name, width, published):
+    from hetsched.models.zoo import build_zoo
+    model = build_zoo(name, 640)
+    onnx.checker.check_model(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    params = sum(int(np.prod(inits[t].dims)) for n in convs for t in n.input[1:] if t in inits)
+    count, expected = _v8_definition(width)
+    assert (len(convs), params) == (count, expected)
+    assert params == published        # Ultralytics' own fused model summary
+    g = graph.from_model(model, name=name)
+    assert g.tensors["output0"].shape == (1, 84, 8400)        # facts.md: (1, 4+nc, N), N = 8400 at 640
+    assert graph.from_model(build_zoo(name, 320), name=name).tensors["output0"].shape == (1, 84, 2100)
+    assert g.metadata["stride"] == "32" and g.metadata["task"] == "detect"
+    assert make_task(g, DetectOptions()).kind == "ultralytics"
+
+
+def test_zoo_yolov8_head_decodes_like_a_separate_dfl_decoding():
+    """output0 against the head's raw distribution bins and class logits decoded here in numpy:
+    softmax over 16 bins, expectation, distances from cell centres, times the stride."""
+    from hetsched.models.zoo import build_zoo
+    model = build_zoo("yolov8n", 320)
+    extra = onnx.ModelProto()
+    extra.CopyFrom(model)
+    for t in ("dfl.box", "dfl.cls"):
+        extra.graph.output.append(helper.make_empty_tensor_value_info(t))
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 320, 320)).astype(np.float32)
+    out = run(extra, {"images": x}, threads=2)
+    bins, logits, got = out["dfl.box"][0], out["dfl.cls"][0], out["output0"][0]
+    n = bins.shape[1]
+    p = np.exp(bins.reshape(4, 16, n) - bins.reshape(4, 16, n).max(axis=1, keepdims=True))
+    dist = (p / p.sum(axis=1, keepdims=True) * np.arange(16)[None, :, None]).sum(axis=1)   # 4 x N
+    cx, cy, st = [], [], []
+    for s in (8, 16, 32):
+        for gy in range(320 // s):
+            for gx in range(320 // s):
+                cx.append(gx + 0.5), cy.append(gy + 0.5), st.append(s)
+    cx, cy, st = map(np.array, (cx, cy, st))
+    x1, y1, x2, y2 = cx - dist[0], cy - dist[1], cx + dist[2], cy + dist[3]
+    want = np.stack([(x1 + x2) / 2 * st, (y1 + y2) / 2 * st, (x2 - x1) * st, (y2 - y1) * st])
+    assert np.allclose(got[:4], want, rtol=1e-4, atol=1e-3)
+    assert np.allclose(got[4:], 1 / (1 + np.exp(-logits)), atol=1e-6)
+    assert got[4:].max() < 0.25        # untrained, at Ultralytics' class prior: nothing passes
+
+
+def test_pipelines_yolov8n_spec_loads_with_the_ultralytics_decoder():
+    from hetsched.models.zoo import build_zoo
+    from hetsched.runtime import spec as specmod
+    spec = specmod.load(Path(__file__).resolve().parents[1] / "pipelines" / "yolov8n.yaml")
+    assert spec.model["zoo"] == "yolov8n" and spec.sink["video"]
+    g = graph.from_model(build_zoo("yolov8n", spec.model["size"]), name="yolov8n")
+    assert make_task(g, spec.detect).kind == "ultralytics"

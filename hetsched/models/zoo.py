@@ -185,15 +185,29 @@ CFG_NAMES = {
 }
 
 
+# Ultralytics-layout networks (models/ultralytics.py): the exporter's output, for the decoders
+EXPORT_NETS = ("yolov8n", "yolov8s")
+# every name build_zoo takes
+NAMES = (*ZOO, *SKIP_NETS, *EXPORT_NETS)
+
+
 def build_zoo(name: str, size: int = 416, activation: str = "leaky", seed: int = 0) -> onnx.ModelProto:
-    """A zoo network (or one of `SKIP_NETS`) at `size`, seeded weights."""
+    """A zoo network (or one of `SKIP_NETS`, `EXPORT_NETS`) at `size`, seeded weights. The
+    default activation is each family's own (darknet: leaky; YOLOv8: SiLU); `relu` is JEDI's
+    DLA-friendly variant of either."""
     nets = {**ZOO, **SKIP_NETS}
-    if name not in nets:
-        raise HetschedError(f"unknown zoo model '{name}' (known: {', '.join(nets)})")
+    if name not in NAMES:
+        raise HetschedError(f"unknown zoo model '{name}' (known: {', '.join(NAMES)})")
     if size <= 0 or size % 32:
         raise HetschedError(f"input size {size} is not a positive multiple of 32")
     if activation not in ACTIVATIONS:
         raise HetschedError(f"activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
+    if name in EXPORT_NETS:
+        from .ultralytics import build_yolov8
+        model = build_yolov8(name, size, seed=seed, activation="relu" if activation == "relu" else "silu")
+        if activation == "relu":
+            model.graph.name = f"{name}-relu"
+        return model
     from .builder import build
     suffix = "" if activation == "leaky" else f"-{activation}"
     return build(nets[name](), name=f"{name}{suffix}", size=size, seed=seed,

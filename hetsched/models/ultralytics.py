@@ -1,0 +1,208 @@
+"""YOLOv8 (n, s) as Ultralytics' ONNX exporter writes it, with seeded weights: the zoo's way to give
+the `ultralytics` decoder (`detect.exports`) a model of the layout a user's export has.
+
+Architecture (ultralytics/cfg/models/v8/yolov8.yaml; scales n = depth 0.33, width 0.25, s = depth
+0.33, width 0.50, channels capped at 1024 before scaling, rounded up to multiples of 8):
+
+    backbone: Conv 3/2, Conv 3/2, C2f x3, Conv 3/2, C2f x6, Conv 3/2, C2f x6, Conv 3/2, C2f x3, SPPF
+    head:     Upsample, Concat P4, C2f x3; Upsample, Concat P3, C2f x3 (P3 out); Conv 3/2, Concat,
+              C2f x3 (P4 out); Conv 3/2, Concat, C2f x3 (P5 out); Detect (P3, P4, P5)
+
+with the repeats scaled by depth. `Conv` is convolution + batch norm + SiLU (exported fused: a
+biased convolution, Sigmoid, Mul); `C2f` splits its 1x1 convolution's output in two and chains n
+bottlenecks (two 3x3 convolutions, residual in the backbone) off the second half, concatenating
+every stage before a final 1x1; `SPPF` chains three 5x5 max-pools. `Detect` has per level a box
+branch (two 3x3 Conv, a 1x1 to 4 x 16 distribution bins) and a class branch (two 3x3 Conv, a 1x1
+to nc); the export flattens the levels to N = sum (H/s)(W/s) columns, decodes the bins by DFL
+(softmax, expectation) into left/top/right/bottom distances from each cell centre, then to cx, cy,
+w, h in input pixels, and applies the sigmoid to the classes: one output (1, 4 + nc, N).
+
+Weights are random but shaped like a trained model's start: each convolution scaled to keep
+activations O(1), and the class bias at Ultralytics' prior, log(5 / nc / (640 / stride)^2), so
+that an untrained model scores almost nothing (as a trained one does on background) instead of
+passing thousands of boxes to NMS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..errors import HetschedError
+from .builder import _Emitter
+
+SCALES = {"yolov8n": (0.33, 0.25, 1024), "yolov8s": (0.33, 0.50, 1024)}
+STRIDES = (8, 16, 32)
+REG_MAX = 16
+
+
+class _Net:
+    def __init__(self, name: str, seed: int, act: str):
+        self.em = _Emitter(name)
+        self.rng = np.random.default_rng(seed)
+        self.act = act
+        self.count = 0
+
+    def _tag(self, what: str) -> str:
+        self.count += 1
+        return f"m{self.count}.{what}"
+
+    def conv2d(self, x: str, cin: int, cout: int, k: int, s: int = 1, bias: float | None = None,
+               tag: str | None = None) -> str:
+        tag = tag or self._tag("conv")
+        w = self.rng.standard_normal((cout, cin, k, k), dtype=np.float32) / np.float32(math.sqrt(cin * k * k))
+        b = np.full(cout, bias, np.float32) if bias is not None else \
+            (0.01 * self.rng.standard_normal(cout)).astype(np.float32)
+        self.em.const(f"{tag}.w", w)
+        self.em.const(f"{tag}.b", b)
+        return self.em.node("Conv", [x, f"{tag}.w", f"{tag}.b"], tag, tag, kernel_shape=[k, k],
+                            strides=[s, s], pads=[k // 2] * 4)
+
+    def conv(self, x: str, cin: int, cout: int, k: int = 1, s: int = 1) -> str:
+        """Ultralytics' Conv: convolution (batch norm fused) + SiLU (or ReLU for the -relu variant)."""
+        y = self.conv2d(x, cin, cout, k, s)
+        if self.act == "relu":
+            return self.em.node("Relu", [y], f"{y}.relu", f"{y}.relu")
+        sg = self.em.node("Sigmoid", [y], f"{y}.sigmoid", f"{y}.sigmoid")
+        return self.em.node("Mul", [y, sg], f"{y}.silu", f"{y}.silu")
+
+    def c2f(self, x: str, cin: int, cout: int, n: int, shortcut: bool) -> str:
+        c = cout // 2
+        y = self.conv(x, cin, 2 * c)
+        tag = self._tag("split")
+        self.em.const(f"{tag}.sizes", np.array([c, c], np.int64))
+        self.em.nodes.append(helper.make_node("Split", [y, f"{tag}.sizes"], [f"{tag}.0", f"{tag}.1"],
+                                              name=tag, axis=1))
+        parts = [f"{tag}.0", f"{tag}.1"]
+        for _ in range(n):
+            h = self.conv(self.conv(parts[-1], c, c, 3), c, c, 3)
+            if shortcut:
+                t = self._tag("add")
+                h = self.em.node("Add", [parts[-1], h], t, t)
+            parts.append(h)
+        t = self._tag("concat")
+        return self.conv(self.em.node("Concat", parts, t, t, axis=1), (2 + n) * c, cout)
+
+    def sppf(self, x: str, cin: int, cout: int) -> str:
+        c = cin // 2
+        parts = [self.conv(x, cin, c)]
+        for _ in range(3):
+            t = self._tag("maxpool")
+            parts.append(self.em.node("MaxPool", [parts[-1]], t, t, kernel_shape=[5, 5], strides=[1, 1],
+                                      pads=[2, 2, 2, 2]))
+        t = self._tag("concat")
+        return self.conv(self.em.node("Concat", parts, t, t, axis=1), 4 * c, cout)
+
+    def upsample(self, x: str) -> str:
+        t = self._tag("upsample")
+        self.em.const(f"{t}.scales", np.array([1, 1, 2, 2], np.float32))
+        return self.em.node("Resize", [x, "", f"{t}.scales"], t, t, mode="nearest")
+
+    def concat(self, parts, axis: int = 1) -> str:
+        t = self._tag("concat")
+        return self.em.node("Concat", list(parts), t, t, axis=axis)
+
+
+def channels(width: float, max_ch: int):
+    return lambda c: int(math.ceil(min(c, max_ch) * width / 8) * 8)
+
+
+def repeats(depth: float):
+    return lambda n: max(round(n * depth), 1)
+
+
+def build_yolov8(name: str = "yolov8n", size: int = 640, nc: int = 80, seed: int = 0,
+                 activation: str = "silu") -> onnx.ModelProto:
+    if name not in SCALES:
+        raise HetschedError(f"unknown YOLOv8 scale '{name}' (known: {', '.join(SCALES)})")
+    if size <= 0 or size % 32:
+        raise HetschedError(f"input size {size} is not a positive multiple of 32")
+    depth, width, max_ch = SCALES[name]
+    ch, rep = channels(width, max_ch), repeats(depth)
+    net = _Net(name, seed, activation)
+    c64, c128, c256, c512, c1024 = ch(64), ch(128), ch(256), ch(512), ch(1024)
+    x = net.conv("images", 3, c64, 3, 2)
+    x = net.conv(x, c64, c128, 3, 2)
+    x = net.c2f(x, c128, c128, rep(3), True)
+    x = net.conv(x, c128, c256, 3, 2)
+    p3 = net.c2f(x, c256, c256, rep(6), True)
+    x = net.conv(p3, c256, c512, 3, 2)
+    p4 = net.c2f(x, c512, c512, rep(6), True)
+    x = net.conv(p4, c512, c1024, 3, 2)
+    x = net.c2f(x, c1024, c1024, rep(3), True)
+    p5 = net.sppf(x, c1024, c1024)
+    h12 = net.c2f(net.concat([net.upsample(p5), p4]), c1024 + c512, c512, rep(3), False)
+    o3 = net.c2f(net.concat([net.upsample(h12), p3]), c512 + c256, c256, rep(3), False)
+    h18 = net.c2f(net.concat([net.conv(o3, c256, c256, 3, 2), h12]), c256 + c512, c512, rep(3), False)
+    o5 = net.c2f(net.concat([net.conv(h18, c512, c512, 3, 2), p5]), c512 + c1024, c1024, rep(3), False)
+    levels = [(o3, c256), (h18, c512), (o5, c1024)]
+    n = _detect(net, levels, nc, size)
+    em = net.em
+    graph = helper.make_graph(
+        em.nodes, name,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + nc, n])], em.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                              producer_name="hetsched-zoo")
+    meta = {"description": f"hetsched zoo {name}: Ultralytics YOLOv8 layout, seeded weights (untrained)",
+            "author": "hetsched zoo", "stride": "32", "task": "detect", "batch": "1",
+            "imgsz": f"[{size}, {size}]", "names": str({i: f"class{i}" for i in range(nc)})}
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    return model
+
+
+def _detect(net: _Net, levels, nc: int, size: int) -> int:
+    """The Detect head as exported; returns N. Leaves its output in tensor `output0`."""
+    em = net.em
+    c2 = max(16, levels[0][1] // 4, REG_MAX * 4)
+    c3 = max(levels[0][1], min(nc, 100))
+    flat, n = [], 0
+    for (x, cin), s in zip(levels, STRIDES):
+        box = net.conv2d(net.conv(net.conv(x, cin, c2, 3), c2, c2, 3), c2, 4 * REG_MAX, 1, bias=1.0)
+        prior = math.log(5 / nc / (640 / s) ** 2)
+        cls = net.conv2d(net.conv(net.conv(x, cin, c3, 3), c3, c3, 3), c3, nc, 1, bias=prior)
+        cells = (size // s) ** 2
+        t = net._tag("flatten")
+        em.const(f"{t}.shape", np.array([1, 4 * REG_MAX + nc, cells], np.int64))
+        flat.append(em.node("Reshape", [net.concat([box, cls]), f"{t}.shape"], t, t))
+        n += cells
+    cat = net.concat(flat, axis=2)
+    em.const("dfl.sizes", np.array([4 * REG_MAX, nc], np.int64))
+    em.nodes.append(helper.make_node("Split", [cat, "dfl.sizes"], ["dfl.box", "dfl.cls"], name="head.split", axis=1))
+    # DFL: 16 bins per side -> softmax -> expectation (a fixed 1x1 convolution with weights 0..15)
+    em.const("dfl.shape4", np.array([1, 4, REG_MAX, n], np.int64))
+    em.node("Reshape", ["dfl.box", "dfl.shape4"], "dfl.bins", "dfl.reshape")
+    em.node("Transpose", ["dfl.bins"], "dfl.binsT", "dfl.transpose", perm=[0, 2, 1, 3])
+    em.node("Softmax", ["dfl.binsT"], "dfl.prob", "dfl.softmax", axis=1)
+    em.const("dfl.w", np.arange(REG_MAX, dtype=np.float32).reshape(1, REG_MAX, 1, 1))
+    em.node("Conv", ["dfl.prob", "dfl.w"], "dfl.expect", "dfl.conv", kernel_shape=[1, 1])
+    em.const("dfl.shape3", np.array([1, 4, n], np.int64))
+    em.node("Reshape", ["dfl.expect", "dfl.shape3"], "dfl.dist", "dfl.reshape2")
+    # dist2bbox: distances from each cell centre to cx, cy, w, h, then times the stride
+    xs, ys, ss = [], [], []
+    for s in STRIDES:
+        g = size // s
+        yy, xx = np.mgrid[0:g, 0:g]
+        xs.append(xx.ravel() + 0.5)
+        ys.append(yy.ravel() + 0.5)
+        ss.append(np.full(g * g, s))
+    em.const("anchors", np.stack([np.concatenate(xs), np.concatenate(ys)])[None].astype(np.float32))
+    em.const("strides", np.concatenate(ss)[None, None].astype(np.float32))
+    em.const("box.halves", np.array([2, 2], np.int64))
+    em.nodes.append(helper.make_node("Split", ["dfl.dist", "box.halves"], ["box.lt", "box.rb"],
+                                     name="box.split", axis=1))
+    em.node("Sub", ["anchors", "box.lt"], "box.x1y1", "box.x1y1")
+    em.node("Add", ["anchors", "box.rb"], "box.x2y2", "box.x2y2")
+    em.node("Add", ["box.x1y1", "box.x2y2"], "box.sum", "box.sum")
+    em.const("box.two", np.array(2.0, np.float32))
+    em.node("Div", ["box.sum", "box.two"], "box.cxy", "box.cxy")
+    em.node("Sub", ["box.x2y2", "box.x1y1"], "box.wh", "box.wh")
+    em.node("Concat", ["box.cxy", "box.wh"], "box.xywh", "box.concat", axis=1)
+    em.node("Mul", ["box.xywh", "strides"], "box.pixels", "box.scale")
+    em.node("Sigmoid", ["dfl.cls"], "cls.scores", "cls.sigmoid")
+    em.node("Concat", ["box.pixels", "cls.scores"], "output0", "head.output", axis=1)
+    return n
