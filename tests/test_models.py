@@ -325,3 +325,103 @@ def test_shortcut_across_channel_counts_and_sizes_is_darknets(tmp_path, c_from, 
     c = min(c_from, c_prev)
     want[:, :c] += add[:, :c, ::stride, ::stride]
     assert np.abs(out - want).max() <= 1e-4
+
+
+def _weights_file(path, floats):
+    """A darknet .weights file: header major 0, minor 2, revision 0, seen (8 bytes), then floats."""
+    with open(path, "wb") as f:
+        f.write(np.array([0, 2, 0], np.int32).tobytes() + np.zeros(1, np.int64).tobytes())
+        f.write(np.asarray(floats, np.float32).tobytes())
+
+
+@pytest.mark.parametrize("wtype,norm", [("per_feature", "none"), ("per_feature", "relu"),
+                                        ("per_channel", "softmax"), ("none", "none")])
+def test_weighted_shortcut_is_darknets(tmp_path, wtype, norm):
+    """shortcut_multilayer_cpu worked by hand: out = prev x w0 + from_a x w1 + from_b x w2, the
+    weights read from the .weights file after the convolutions' and normalised over the inputs."""
+    c = 4
+    convs = "".join(f"[convolutional]\nfilters={c}\nsize=1\nstride=1\npad=0\nactivation=linear\n"
+                    for _ in range(3))
+    cfg = tmp_path / "w.cfg"
+    cfg.write_text(f"[net]\nwidth=8\nheight=8\nchannels=3\n{convs}"
+                   f"[shortcut]\nfrom=-2,-3\nweights_type={wtype}\nweights_normalization={norm}\n"
+                   f"activation=linear\n")
+    rng = np.random.default_rng(3)
+    conv_w = [rng.standard_normal(c + c * cin).astype(np.float32) for cin in (3, c, c)]  # bias, then weights
+    n_w = {"none": 0, "per_feature": 3, "per_channel": 3 * c}[wtype]
+    raw = rng.uniform(-1, 2, n_w).astype(np.float32)
+    _weights_file(tmp_path / "w.weights", np.concatenate(conv_w + [raw]))
+    model = import_darknet(cfg, tmp_path / "w.weights")
+    g = graph.load(model)
+    x = images((1, 3, 8, 8))
+    out = run(model, {"images": x})[g.outputs[0]]
+    env = run(g.split([3])[0], {"images": x})
+    a, b, prev = env["L0.conv"], env["L1.conv"], env["L2.conv"]
+    if wtype == "none":
+        want = prev + b + a
+    else:
+        w = raw.reshape(3, -1).astype(np.float64)          # input i's weights (per channel: c of them)
+        if norm == "relu":
+            w = np.maximum(w, 0) / (1e-4 + np.maximum(w, 0).sum(axis=0))
+        elif norm == "softmax":
+            w = np.exp(w - w.max(axis=0)) / (1e-4 + np.exp(w - w.max(axis=0)).sum(axis=0))
+        shape = (1, -1, 1, 1)
+        want = prev * w[0].reshape(shape) + b * w[1].reshape(shape) + a * w[2].reshape(shape)
+    assert out.shape == prev.shape and np.abs(out - want).max() <= 1e-4
+
+
+def test_sam_scale_channels_and_local_avgpool_are_darknets(tmp_path):
+    """[sam]: prev x from, element-wise; [scale_channels]: from (C x H x W) x prev (C x 1 x 1) per
+    channel; [local_avgpool] size 3 stride 1: the mean over each window's in-bounds pixels."""
+    cfg = tmp_path / "s.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n"
+                   "[convolutional]\nfilters=4\nsize=3\nstride=1\npad=1\nactivation=linear\n"    # 0
+                   "[convolutional]\nfilters=4\nsize=1\nstride=1\npad=0\nactivation=logistic\n"  # 1
+                   "[sam]\nfrom=-2\n"                                                             # 2
+                   "[avgpool]\n"                                                                  # 3
+                   "[scale_channels]\nfrom=-2\nactivation=linear\n"                              # 4
+                   "[local_avgpool]\nsize=3\nstride=1\n")                                        # 5
+    model = import_darknet(cfg)
+    g = graph.load(model)
+    x = images((1, 3, 8, 8))
+    out = run(model, {"images": x})[g.outputs[0]]
+    assert [l.op for l in g.layers[:3]] == ["Conv", "Conv", "Sigmoid"]
+    env = run(g.split([3])[0], {"images": x})
+    l0, l1 = env["L0.conv"], env["L1.logistic"]
+    sam = l1 * l0
+    scaled = sam * sam.mean(axis=(2, 3), keepdims=True)
+    want = np.zeros_like(scaled)
+    for i in range(8):
+        for j in range(8):
+            win = scaled[:, :, max(0, i - 1):i + 2, max(0, j - 1):j + 2]
+            want[:, :, i, j] = win.mean(axis=(2, 3))
+    assert out.shape == (1, 4, 8, 8) and np.abs(out - want).max() <= 1e-5
+
+
+def test_yolo_head_new_coords_and_scale_x_y_are_darknets(tmp_path):
+    """[yolo] new_coords=1, scale_x_y=2: the conv's logistic output is not activated again; centre
+    (t x 2 - 0.5 + cell) / grid, size t^2 x 4 x anchor (get_yolo_box), worked by hand."""
+    from hetsched.detect.yolo import decode_head
+    cfg = tmp_path / "n.cfg"
+    cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\n"
+                   "[convolutional]\nfilters=7\nsize=1\nstride=32\npad=0\nactivation=logistic\n"
+                   "[yolo]\nmask=0\nanchors=10,14\nclasses=2\nnum=1\nscale_x_y=2.0\nnew_coords=1\n")
+    g = graph.load(import_darknet(cfg))
+    head = json.loads(g.metadata["hetsched.heads"])[0]
+    assert head["new_coords"] == 1 and head["scale_x_y"] == 2.0
+    t = np.zeros((1, 7, 2, 2), np.float32)
+    t[0, :, 1, 0] = [0.75, 0.5, 0.5, 1.0, 0.9, 0.2, 0.8]     # cell (row 1, col 0): already logistic
+    boxes, scores, classes = decode_head(t, head, (64, 64), 0.5)
+    cx, cy = (0.75 * 2 - 0.5 + 0) / 2 * 64, (0.5 * 2 - 0.5 + 1) / 2 * 64
+    w, h = 0.5 ** 2 * 4 * 10, 1.0 ** 2 * 4 * 14
+    np.testing.assert_allclose(boxes[0], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], rtol=1e-5)
+    assert classes.tolist() == [1] and scores[0] == pytest.approx(0.9 * 0.8)
+
+
+def test_gaussian_yolo_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "g.cfg"
+    cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\n"
+                   "[convolutional]\nfilters=27\nsize=1\nstride=1\npad=0\nactivation=linear\n"
+                   "[Gaussian_yolo]\nmask=0\nanchors=10,14\nclasses=2\nnum=1\n")
+    with pytest.raises(DarknetError, match=r"g.cfg:\d+ \[gaussian_yolo\]: \[gaussian_yolo\] .* not supported"):
+        import_darknet(cfg)

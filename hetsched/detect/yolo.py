@@ -3,7 +3,10 @@
 A head's output is the raw 1 x A*(5+C) x H x W map of its last convolution (channel
 a*(5+C) + k holds field k of anchor a). `[yolo]` heads (YOLOv3/v4): centre = (sigmoid(t) *
 scale_x_y - (scale_x_y - 1)/2 + cell) / grid, size = exp(t) * anchor / input (anchors in input
-pixels), objectness and classes by sigmoid. `[region]` heads (YOLOv2): the same centre without
+pixels), objectness and classes by sigmoid. With `new_coords=1` (Scaled-YOLOv4) the convolution
+before the head already applied the logistic, so nothing is activated again, the centre is
+(t * scale_x_y - (scale_x_y - 1)/2 + cell) / grid and the size t^2 * 4 * anchor / input (darknet's
+`forward_yolo_layer` and `get_yolo_box`). `[region]` heads (YOLOv2): the same centre without
 scale_x_y, size = exp(t) * anchor / grid (anchors in grid cells), classes by softmax.
 A box's score is objectness x its best class probability. The head descriptions come from the
 model's `hetsched.heads` metadata, written by the zoo and the darknet importer.
@@ -61,13 +64,15 @@ def decode_head(out: np.ndarray, head: dict, input_hw: tuple[int, int], conf: fl
     if ch != a * fields:
         raise HetschedError(f"head '{head['output']}' has {ch} channels, expected {a} x {fields}")
     t = out.reshape(a, fields, gh, gw).astype(np.float32)
-    obj = _sigmoid(t[:, coords])
+    new_coords = bool(head.get("new_coords", 0))
+    act = (lambda v: v) if new_coords else _sigmoid    # new_coords: activated by the conv already
+    obj = act(t[:, coords])
     if head["type"] == "region" and head.get("softmax", False):
         logits = t[:, coords + 1:]
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = e / e.sum(axis=1, keepdims=True)
     else:
-        probs = _sigmoid(t[:, coords + 1:])
+        probs = act(t[:, coords + 1:])
     cls = probs.argmax(axis=1)
     score = obj * np.take_along_axis(probs, cls[:, None], axis=1)[:, 0]
     ai, yi, xi = np.nonzero(score > conf)
@@ -77,14 +82,15 @@ def decode_head(out: np.ndarray, head: dict, input_hw: tuple[int, int], conf: fl
     sxy = float(head.get("scale_x_y", 1.0))
     tx, ty = t[ai, 0, yi, xi], t[ai, 1, yi, xi]
     tw, th = t[ai, 2, yi, xi], t[ai, 3, yi, xi]
-    cx = (_sigmoid(tx) * sxy - (sxy - 1) / 2 + xi) / gw
-    cy = (_sigmoid(ty) * sxy - (sxy - 1) / 2 + yi) / gh
+    cx = (act(tx) * sxy - (sxy - 1) / 2 + xi) / gw
+    cy = (act(ty) * sxy - (sxy - 1) / 2 + yi) / gh
+    sw, sh = (tw * tw * 4, th * th * 4) if new_coords else (np.exp(tw), np.exp(th))
     if head.get("anchor_units", "pixels") == "pixels":
-        bw = np.exp(tw) * anchors[ai, 0] / iw
-        bh = np.exp(th) * anchors[ai, 1] / ih
+        bw = sw * anchors[ai, 0] / iw
+        bh = sh * anchors[ai, 1] / ih
     else:
-        bw = np.exp(tw) * anchors[ai, 0] / gw
-        bh = np.exp(th) * anchors[ai, 1] / gh
+        bw = sw * anchors[ai, 0] / gw
+        bh = sh * anchors[ai, 1] / gh
     boxes = np.stack([(cx - bw / 2) * iw, (cy - bh / 2) * ih, (cx + bw / 2) * iw, (cy + bh / 2) * ih], 1)
     return boxes.astype(np.float32), score[ai, yi, xi].astype(np.float32), cls[ai, yi, xi].astype(np.int64)
 

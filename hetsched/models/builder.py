@@ -42,6 +42,10 @@ class RandomWeights:
         b = (0.01 * self.rng.standard_normal(filters)).astype(np.float32)
         return w, b
 
+    def vector(self, sec: Section, n: int) -> np.ndarray:
+        """A weighted shortcut's n weights: near darknet's initial 1, apart enough to matter."""
+        return self.rng.uniform(0.5, 1.5, n).astype(np.float32)
+
 
 class DarknetWeights:
     """Reads a darknet .weights file in layer order, folding batch norm as darknet does."""
@@ -78,6 +82,9 @@ class DarknetWeights:
             w *= k[:, None, None, None]
             bias = bias - mean * k
         return w.astype(np.float32), bias.astype(np.float32)
+
+    def vector(self, sec: Section, n: int) -> np.ndarray:
+        return self._take(n, sec).astype(np.float32)
 
     def finish(self) -> None:
         left = self.data.size - self.pos
@@ -183,6 +190,9 @@ def build(sections: list[Section], *, name: str, size: int | None = None, weight
             out = _Out(t, prev.c, 1, 1, prev.moment)
         elif k == "route":
             out = _route(em, sec, idx, outs, tag)
+        elif k == "shortcut" and (len(sec.ints("from", [])) > 1
+                                  or sec.get("weights_type", "none", str) != "none"):
+            out = _weighted_shortcut(em, sec, idx, outs, prev, tag, weights)
         elif k == "shortcut":
             if "from" not in sec.params:
                 raise DarknetError(f"{sec.where()}: shortcut needs from=")
@@ -204,6 +214,21 @@ def build(sections: list[Section], *, name: str, size: int | None = None, weight
             out = _Out(t, prev.c, prev.h * stride, prev.w * stride, prev.moment)
         elif k == "reorg":
             out = _reorg(em, sec, prev, tag)
+        elif k in ("sam", "scale_channels"):
+            out = _scale(em, sec, idx, outs, prev, tag)
+        elif k == "local_avgpool":
+            size_ = sec.get("size", 1)
+            stride = sec.get("stride", size_)
+            pad = sec.get("padding", size_ - 1)
+            oh, ow = (prev.h + pad - size_) // stride + 1, (prev.w + pad - size_) // stride + 1
+            # darknet averages over the window's in-bounds pixels only: count_include_pad=0
+            t = em.node("AveragePool", [prev.tensor], f"{tag}.local_avgpool", f"{tag}.local_avgpool",
+                        kernel_shape=[size_, size_], strides=[stride, stride], count_include_pad=0,
+                        pads=[pad // 2, pad // 2, pad - pad // 2, pad - pad // 2])
+            out = _Out(t, prev.c, oh, ow, prev.moment)
+        elif k.lower() == "gaussian_yolo":
+            raise DarknetError(f"{sec.where()}: [{k}] (Gaussian YOLOv3's head: 8 box fields with "
+                               f"uncertainties) is not supported; its decoder is not written")
         elif k in ("yolo", "region"):
             out = _head(em, sec, prev, heads, h, w)
             for o in outs:  # the head renamed its input tensor to a readable output name
@@ -311,6 +336,80 @@ def _reorg(em, sec, prev, tag) -> _Out:
     return _Out(t, c * s * s, h // s, w // s, prev.moment)
 
 
+def _weighted_shortcut(em, sec, idx, outs, prev, tag, weights) -> _Out:
+    """darknet's weighted shortcut (`shortcut_multilayer_cpu`, inputs of the previous layer's
+    shape): out = prev x w_0 + sum_i from_i x w_i, one weight per input (`per_feature`) or per
+    input and channel (`per_channel`), normalised by `relu` (relu(w) / (eps + sum relu)) or
+    `softmax` (exp(w - max) / (eps + sum exp)) over the inputs; the weights come after the
+    layers before it in the .weights file."""
+    refs = sec.ints("from", [])
+    if not refs:
+        raise DarknetError(f"{sec.where()}: shortcut needs from=")
+    others = [outs[_ref(sec, idx, r)] for r in refs]
+    for o in others:
+        if (o.c, o.h, o.w) != (prev.c, prev.h, prev.w):
+            raise DarknetError(f"{sec.where()}: a weighted or multi-input shortcut joins "
+                               f"{o.c}x{o.h}x{o.w} to {prev.c}x{prev.h}x{prev.w}: hetsched takes "
+                               f"inputs of the previous layer's shape only")
+    kind = sec.get("weights_type", "none", str)
+    norm = sec.get("weights_normalization", "none", str)
+    if kind not in ("none", "per_feature", "per_channel") or norm not in ("none", "relu", "softmax"):
+        raise DarknetError(f"{sec.where()}: weights_type={kind}, weights_normalization={norm}: "
+                           f"darknet knows none/per_feature/per_channel and none/relu/softmax")
+    inputs = [prev, *others]
+    n = len(inputs)
+    if kind == "none":
+        w = None
+    else:
+        per = 1 if kind == "per_feature" else prev.c
+        w = weights.vector(sec, n * per).reshape(n, per).astype(np.float64)
+        if norm == "relu":
+            r = np.maximum(w, 0)
+            w = r / (1e-4 + r.sum(axis=0))
+        elif norm == "softmax":
+            e = np.exp(w - w.max(axis=0))
+            w = e / (1e-4 + e.sum(axis=0))
+    terms = []
+    for i, o in enumerate(inputs):
+        if w is None:
+            terms.append(o.tensor)
+            continue
+        shape = (1,) if w.shape[1] == 1 else (1, prev.c, 1, 1)
+        k = em.const(f"{tag}.w{i}", w[i].astype(np.float32).reshape(shape))
+        terms.append(em.node("Mul", [o.tensor, k], f"{tag}.weighted{i}", f"{tag}.weighted{i}"))
+    t = terms[0]
+    for i, term in enumerate(terms[1:], 1):
+        t = em.node("Add", [t, term], f"{tag}.shortcut" if i == n - 1 else f"{tag}.sum{i}",
+                    f"{tag}.shortcut" if i == n - 1 else f"{tag}.sum{i}")
+    act = sec.get("activation", "linear", str)
+    t = _activation(em, sec, t, act, tag)
+    return _Out(t, prev.c, prev.h, prev.w, sum(o.moment for o in inputs) * _ACT_MOMENT.get(act, 1.0))
+
+
+def _scale(em, sec, idx, outs, prev, tag) -> _Out:
+    """[sam] (`sam_cpu`): the previous layer's output times the `from` layer's, element by
+    element. [scale_channels] (`scale_channels_cpu`): the `from` layer's C x H x W output, each
+    channel times the previous layer's C x 1 x 1 value (scale_wh=1, per-position scales, is
+    refused). Then the section's activation; the output has the `from` layer's shape."""
+    if "from" not in sec.params:
+        raise DarknetError(f"{sec.where()}: [{sec.kind}] needs from=")
+    other = outs[_ref(sec, idx, sec.get("from"))]
+    if sec.kind == "sam":
+        if (other.c, other.h, other.w) != (prev.c, prev.h, prev.w):
+            raise DarknetError(f"{sec.where()}: [sam] multiplies {prev.c}x{prev.h}x{prev.w} by "
+                               f"{other.c}x{other.h}x{other.w}; darknet needs the same shape")
+    else:
+        if sec.get("scale_wh", 0):
+            raise DarknetError(f"{sec.where()}: [scale_channels] with scale_wh=1 is not supported")
+        if (prev.c, prev.h, prev.w) != (other.c, 1, 1):
+            raise DarknetError(f"{sec.where()}: [scale_channels] scales {other.c}x{other.h}x{other.w} "
+                               f"by {prev.c}x{prev.h}x{prev.w}; darknet needs {other.c}x1x1")
+    t = em.node("Mul", [other.tensor, prev.tensor], f"{tag}.{sec.kind}", f"{tag}.{sec.kind}")
+    act = sec.get("activation", "linear", str)
+    t = _activation(em, sec, t, act, tag)
+    return _Out(t, other.c, other.h, other.w, other.moment * prev.moment * _ACT_MOMENT.get(act, 1.0))
+
+
 def _shortcut_operand(em, sec, other: "_Out", prev: "_Out", tag: str) -> str:
     """What darknet's shortcut adds to the previous layer (`shortcut_cpu` in blas.c): the output
     keeps the previous layer's shape; its first min(c) channels get the `from` layer's, sampled
@@ -368,6 +467,7 @@ def _head(em, sec, prev, heads, in_h, in_w) -> _Out:
             "anchor_units": "pixels" if sec.kind == "yolo" else "grid"}
     if sec.kind == "yolo":
         head["scale_x_y"] = sec.get("scale_x_y", 1.0, float)
+        head["new_coords"] = sec.get("new_coords", 0)
     else:
         head["coords"] = sec.get("coords", 4)
         head["softmax"] = bool(sec.get("softmax", 0))
