@@ -373,22 +373,51 @@ def _v8_definition(width, depth=0.33, nc=80):
     return len(convs), sum(convs)
 
 
-@pytest.mark.parametrize("name,width,published", [("yolov8n", 0.25, 3151904), ("yolov8s", 0.50, 11156544)])
-def test_zoo_yolov8_matches_its_architecture(name, width, published):
+def _v5_definition(width, depth=0.33, nc=80):
+    """The same for YOLOv5 v6.0+ (models/yolov5{n,s}.yaml): channels c x width rounded up to 8,
+    C3 = two 1x1 branches, n bottlenecks (1x1, 3x3) on the first, a 1x1 after the concat."""
+    ch = lambda c: int(np.ceil(c * width / 8) * 8)  # noqa: E731
+    rep = lambda n: max(round(n * depth), 1)  # noqa: E731
+    convs = []
+    conv = lambda ci, co, k: convs.append(k * k * ci * co + co)  # noqa: E731
+
+    def c3(ci, co, n):
+        c = co // 2
+        conv(ci, c, 1), conv(ci, c, 1), conv(2 * c, co, 1)
+        for _ in range(n):
+            conv(c, c, 1), conv(c, c, 3)
+    c64, c128, c256, c512, c1024 = (ch(c) for c in (64, 128, 256, 512, 1024))
+    conv(3, c64, 6), conv(c64, c128, 3), c3(c128, c128, rep(3)), conv(c128, c256, 3)
+    c3(c256, c256, rep(6)), conv(c256, c512, 3), c3(c512, c512, rep(9)), conv(c512, c1024, 3)
+    c3(c1024, c1024, rep(3)), conv(c1024, c1024 // 2, 1), conv(2 * c1024, c1024, 1)   # SPPF
+    conv(c1024, c512, 1), c3(2 * c512, c512, rep(3)), conv(c512, c256, 1), c3(2 * c256, c256, rep(3))
+    conv(c256, c256, 3), c3(2 * c256, c512, rep(3)), conv(c512, c512, 3), c3(2 * c512, c1024, rep(3))
+    for ci in (c256, c512, c1024):
+        conv(ci, 3 * (5 + nc), 1)
+    return len(convs), sum(convs)
+
+
+@pytest.mark.parametrize("name,width,published", [("yolov8n", 0.25, 3151904), ("yolov8s", 0.50, 11156544),
+                                                  ("yolov5n", 0.25, 1867405), ("yolov5s", 0.50, 7225885)])
+def test_zoo_ultralytics_models_match_their_architecture(name, width, published):
     from hetsched.models.zoo import build_zoo
     model = build_zoo(name, 640)
     onnx.checker.check_model(model)
     inits = {i.name: i for i in model.graph.initializer}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     params = sum(int(np.prod(inits[t].dims)) for n in convs for t in n.input[1:] if t in inits)
-    count, expected = _v8_definition(width)
+    v8 = name.startswith("yolov8")
+    count, expected = (_v8_definition if v8 else _v5_definition)(width)
     assert (len(convs), params) == (count, expected)
     assert params == published        # Ultralytics' own fused model summary
     g = graph.from_model(model, name=name)
-    assert g.tensors["output0"].shape == (1, 84, 8400)        # facts.md: (1, 4+nc, N), N = 8400 at 640
-    assert graph.from_model(build_zoo(name, 320), name=name).tensors["output0"].shape == (1, 84, 2100)
+    small = graph.from_model(build_zoo(name, 320), name=name).tensors["output0"].shape
+    if v8:      # facts.md: (1, 4+nc, N), N = 8400 at 640
+        assert g.tensors["output0"].shape == (1, 84, 8400) and small == (1, 84, 2100)
+    else:       # facts.md: (1, N, 5+nc), N = 25200 at 640
+        assert g.tensors["output0"].shape == (1, 25200, 85) and small == (1, 6300, 85)
     assert g.metadata["stride"] == "32" and g.metadata["task"] == "detect"
-    assert make_task(g, DetectOptions()).kind == "ultralytics"
+    assert make_task(g, DetectOptions()).kind == ("ultralytics" if v8 else "yolov5")
 
 
 def test_zoo_yolov8_head_decodes_like_a_separate_dfl_decoding():
@@ -417,6 +446,33 @@ def test_zoo_yolov8_head_decodes_like_a_separate_dfl_decoding():
     assert np.allclose(got[:4], want, rtol=1e-4, atol=1e-3)
     assert np.allclose(got[4:], 1 / (1 + np.exp(-logits)), atol=1e-6)
     assert got[4:].max() < 0.25        # untrained, at Ultralytics' class prior: nothing passes
+
+
+def test_zoo_yolov5_head_decodes_like_a_separate_decoding():
+    """output0 against the three detection convolutions' raw maps decoded here: sigmoid, then
+    xy = (2 s - 0.5 + cell) x stride, wh = (2 s)^2 x anchor, anchor-row-column order."""
+    from hetsched.models.zoo import build_zoo
+    model = build_zoo("yolov5n", 320)
+    raw_names = [n.input[0] for n in model.graph.node if n.name.endswith(".view")]
+    assert len(raw_names) == 3
+    extra = onnx.ModelProto()
+    extra.CopyFrom(model)
+    for t in raw_names:
+        extra.graph.output.append(helper.make_empty_tensor_value_info(t))
+    x = np.random.default_rng(1).uniform(0, 1, (1, 3, 320, 320)).astype(np.float32)
+    out = run(extra, {"images": x}, threads=2)
+    anchors = [(10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 198, 373, 326)]
+    rows = []
+    for t, s, anc in zip(raw_names, (8, 16, 32), anchors):
+        g = 320 // s
+        p = 1 / (1 + np.exp(-out[t][0].reshape(3, 85, g, g).transpose(0, 2, 3, 1)))   # a, y, x, field
+        for a in range(3):
+            for yy in range(g):
+                for xx in range(g):
+                    f = p[a, yy, xx]
+                    rows.append([(2 * f[0] - 0.5 + xx) * s, (2 * f[1] - 0.5 + yy) * s,
+                                 (2 * f[2]) ** 2 * anc[2 * a], (2 * f[3]) ** 2 * anc[2 * a + 1], *f[4:]])
+    assert np.allclose(out["output0"][0], np.array(rows, np.float32), rtol=1e-4, atol=1e-3)
 
 
 def test_pipelines_yolov8n_spec_loads_with_the_ultralytics_decoder():

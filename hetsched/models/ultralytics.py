@@ -1,5 +1,6 @@
-"""YOLOv8 (n, s) as Ultralytics' ONNX exporter writes it, with seeded weights: the zoo's way to give
-the `ultralytics` decoder (`detect.exports`) a model of the layout a user's export has.
+"""YOLOv8 (n, s) and YOLOv5 (n, s; v6.0+) as Ultralytics' ONNX exporters write them, with seeded
+weights: the zoo's way to give the `ultralytics` and `yolov5` decoders (`detect.exports`) models of
+the layouts a user's export has.
 
 Architecture (ultralytics/cfg/models/v8/yolov8.yaml; scales n = depth 0.33, width 0.25, s = depth
 0.33, width 0.50, channels capped at 1024 before scaling, rounded up to multiples of 8):
@@ -16,6 +17,16 @@ branch (two 3x3 Conv, a 1x1 to 4 x 16 distribution bins) and a class branch (two
 to nc); the export flattens the levels to N = sum (H/s)(W/s) columns, decodes the bins by DFL
 (softmax, expectation) into left/top/right/bottom distances from each cell centre, then to cx, cy,
 w, h in input pixels, and applies the sigmoid to the classes: one output (1, 4 + nc, N).
+
+YOLOv5 (models/yolov5{n,s}.yaml, v6.0+: scales depth 0.33, width 0.25 / 0.50, channels rounded up
+to multiples of 8, no cap): Conv 6/2 (pad 2), Conv 3/2, C3 x3, Conv 3/2, C3 x6, Conv 3/2, C3 x9,
+Conv 3/2, C3 x3, SPPF; head Conv 1x1, Upsample, Concat P4, C3 x3, Conv 1x1, Upsample, Concat P3,
+C3 x3 (P3 out), Conv 3/2, Concat, C3 x3 (P4 out), Conv 3/2, Concat, C3 x3 (P5 out), Detect. `C3`
+runs n bottlenecks (1x1 then 3x3, residual in the backbone) on one 1x1 branch, concatenates a
+second 1x1 branch and ends in a 1x1. Detect is one 1x1 convolution per level to 3 anchors x
+(5 + nc); the export applies the sigmoid to everything, then xy = (2 t + cell - 0.5) x stride,
+wh = (2 t)^2 x anchor (pixels), and flattens anchor, row, column to one output (1, N, 5 + nc),
+N = 3 x the grid sum (25200 at 640).
 
 Weights are random but shaped like a trained model's start: each convolution scaled to keep
 activations O(1), and the class bias at Ultralytics' prior, log(5 / nc / (640 / stride)^2), so
@@ -34,7 +45,9 @@ from onnx import TensorProto, helper
 from ..errors import HetschedError
 from .builder import _Emitter
 
-SCALES = {"yolov8n": (0.33, 0.25, 1024), "yolov8s": (0.33, 0.50, 1024)}
+SCALES = {"yolov8n": (0.33, 0.25, 1024), "yolov8s": (0.33, 0.50, 1024),
+          "yolov5n": (0.33, 0.25, None), "yolov5s": (0.33, 0.50, None)}
+ANCHORS_V5 = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 198, 373, 326))
 STRIDES = (8, 16, 32)
 REG_MAX = 16
 
@@ -50,20 +63,21 @@ class _Net:
         self.count += 1
         return f"m{self.count}.{what}"
 
-    def conv2d(self, x: str, cin: int, cout: int, k: int, s: int = 1, bias: float | None = None,
-               tag: str | None = None) -> str:
+    def conv2d(self, x: str, cin: int, cout: int, k: int, s: int = 1, bias=None,
+               tag: str | None = None, pad: int | None = None) -> str:
         tag = tag or self._tag("conv")
         w = self.rng.standard_normal((cout, cin, k, k), dtype=np.float32) / np.float32(math.sqrt(cin * k * k))
-        b = np.full(cout, bias, np.float32) if bias is not None else \
+        b = np.broadcast_to(np.asarray(bias, np.float32), (cout,)).copy() if bias is not None else \
             (0.01 * self.rng.standard_normal(cout)).astype(np.float32)
         self.em.const(f"{tag}.w", w)
         self.em.const(f"{tag}.b", b)
+        p = k // 2 if pad is None else pad
         return self.em.node("Conv", [x, f"{tag}.w", f"{tag}.b"], tag, tag, kernel_shape=[k, k],
-                            strides=[s, s], pads=[k // 2] * 4)
+                            strides=[s, s], pads=[p] * 4)
 
-    def conv(self, x: str, cin: int, cout: int, k: int = 1, s: int = 1) -> str:
+    def conv(self, x: str, cin: int, cout: int, k: int = 1, s: int = 1, pad: int | None = None) -> str:
         """Ultralytics' Conv: convolution (batch norm fused) + SiLU (or ReLU for the -relu variant)."""
-        y = self.conv2d(x, cin, cout, k, s)
+        y = self.conv2d(x, cin, cout, k, s, pad=pad)
         if self.act == "relu":
             return self.em.node("Relu", [y], f"{y}.relu", f"{y}.relu")
         sg = self.em.node("Sigmoid", [y], f"{y}.sigmoid", f"{y}.sigmoid")
@@ -86,6 +100,17 @@ class _Net:
         t = self._tag("concat")
         return self.conv(self.em.node("Concat", parts, t, t, axis=1), (2 + n) * c, cout)
 
+    def c3(self, x: str, cin: int, cout: int, n: int, shortcut: bool) -> str:
+        c = cout // 2
+        h = self.conv(x, cin, c)
+        for _ in range(n):
+            y = self.conv(self.conv(h, c, c, 1), c, c, 3)
+            if shortcut:
+                t = self._tag("add")
+                y = self.em.node("Add", [h, y], t, t)
+            h = y
+        return self.conv(self.concat([h, self.conv(x, cin, c)]), 2 * c, cout)
+
     def sppf(self, x: str, cin: int, cout: int) -> str:
         c = cin // 2
         parts = [self.conv(x, cin, c)]
@@ -106,23 +131,92 @@ class _Net:
         return self.em.node("Concat", list(parts), t, t, axis=axis)
 
 
-def channels(width: float, max_ch: int):
-    return lambda c: int(math.ceil(min(c, max_ch) * width / 8) * 8)
+def channels(width: float, max_ch: int | None):
+    return lambda c: int(math.ceil((c if max_ch is None else min(c, max_ch)) * width / 8) * 8)
 
 
 def repeats(depth: float):
     return lambda n: max(round(n * depth), 1)
 
 
-def build_yolov8(name: str = "yolov8n", size: int = 640, nc: int = 80, seed: int = 0,
-                 activation: str = "silu") -> onnx.ModelProto:
+def build(name: str, size: int = 640, nc: int = 80, seed: int = 0, activation: str = "silu") -> onnx.ModelProto:
+    """`name` (one of SCALES) at `size` x `size`, as its exporter writes it."""
     if name not in SCALES:
-        raise HetschedError(f"unknown YOLOv8 scale '{name}' (known: {', '.join(SCALES)})")
+        raise HetschedError(f"unknown Ultralytics model '{name}' (known: {', '.join(SCALES)})")
     if size <= 0 or size % 32:
         raise HetschedError(f"input size {size} is not a positive multiple of 32")
-    depth, width, max_ch = SCALES[name]
-    ch, rep = channels(width, max_ch), repeats(depth)
     net = _Net(name, seed, activation)
+    n = (_yolov8 if name.startswith("yolov8") else _yolov5)(net, SCALES[name], nc, size)
+    em = net.em
+    out = [1, 4 + nc, n] if name.startswith("yolov8") else [1, n, 5 + nc]
+    graph = helper.make_graph(
+        em.nodes, name,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out)], em.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                              producer_name="hetsched-zoo")
+    meta = {"description": f"hetsched zoo {name}: Ultralytics export layout, seeded weights (untrained)",
+            "author": "hetsched zoo", "stride": "32", "task": "detect", "batch": "1",
+            "imgsz": f"[{size}, {size}]", "names": str({i: f"class{i}" for i in range(nc)})}
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    return model
+
+
+def _yolov5(net: _Net, scale, nc: int, size: int) -> int:
+    depth, width, max_ch = scale
+    ch, rep = channels(width, max_ch), repeats(depth)
+    c64, c128, c256, c512, c1024 = ch(64), ch(128), ch(256), ch(512), ch(1024)
+    x = net.conv("images", 3, c64, 6, 2, pad=2)
+    x = net.c3(net.conv(x, c64, c128, 3, 2), c128, c128, rep(3), True)
+    p3 = net.c3(net.conv(x, c128, c256, 3, 2), c256, c256, rep(6), True)
+    p4 = net.c3(net.conv(p3, c256, c512, 3, 2), c512, c512, rep(9), True)
+    x = net.c3(net.conv(p4, c512, c1024, 3, 2), c1024, c1024, rep(3), True)
+    h10 = net.conv(net.sppf(x, c1024, c1024), c1024, c512, 1)
+    h13 = net.c3(net.concat([net.upsample(h10), p4]), 2 * c512, c512, rep(3), False)
+    h14 = net.conv(h13, c512, c256, 1)
+    o3 = net.c3(net.concat([net.upsample(h14), p3]), 2 * c256, c256, rep(3), False)
+    o4 = net.c3(net.concat([net.conv(o3, c256, c256, 3, 2), h14]), 2 * c256, c512, rep(3), False)
+    o5 = net.c3(net.concat([net.conv(o4, c512, c512, 3, 2), h10]), 2 * c512, c1024, rep(3), False)
+    em = net.em
+    flat, n = [], 0
+    for (x, cin), s, anchors in zip([(o3, c256), (o4, c512), (o5, c1024)], STRIDES, ANCHORS_V5):
+        g = size // s
+        # Detect._initialize_biases: objectness log(8 / (640 / s)^2), classes log(0.6 / (nc - 0.99999))
+        bias = np.zeros((3, 5 + nc), np.float32)
+        bias[:, 4] += math.log(8 / (640 / s) ** 2)
+        bias[:, 5:] += math.log(0.6 / (nc - 0.99999))
+        y = net.conv2d(x, cin, 3 * (5 + nc), 1, bias=bias.ravel())
+        t = net._tag("detect")
+        em.const(f"{t}.shape5", np.array([1, 3, 5 + nc, g, g], np.int64))
+        v = em.node("Reshape", [y, f"{t}.shape5"], f"{t}.view", f"{t}.view")
+        v = em.node("Transpose", [v], f"{t}.perm", f"{t}.perm", perm=[0, 1, 3, 4, 2])
+        v = em.node("Sigmoid", [v], f"{t}.sigmoid", f"{t}.sigmoid")
+        em.const(f"{t}.sizes", np.array([2, 2, 1 + nc], np.int64))
+        em.nodes.append(helper.make_node("Split", [v, f"{t}.sizes"], [f"{t}.xy", f"{t}.wh", f"{t}.conf"],
+                                         name=f"{t}.split", axis=4))
+        yy, xx = np.mgrid[0:g, 0:g]
+        em.const(f"{t}.grid", (np.stack([xx, yy], -1)[None, None] - 0.5).astype(np.float32))
+        em.const(f"{t}.anchors", np.asarray(anchors, np.float32).reshape(1, 3, 1, 1, 2))
+        em.const(f"{t}.two", np.array(2.0, np.float32))
+        em.const(f"{t}.stride", np.array(float(s), np.float32))
+        xy = em.node("Mul", [f"{t}.xy", f"{t}.two"], f"{t}.xy2", f"{t}.xy2")
+        xy = em.node("Add", [xy, f"{t}.grid"], f"{t}.xyg", f"{t}.xyg")
+        xy = em.node("Mul", [xy, f"{t}.stride"], f"{t}.xyp", f"{t}.xyp")
+        wh = em.node("Mul", [f"{t}.wh", f"{t}.two"], f"{t}.wh2", f"{t}.wh2")
+        wh = em.node("Mul", [wh, wh], f"{t}.whsq", f"{t}.whsq")
+        wh = em.node("Mul", [wh, f"{t}.anchors"], f"{t}.whp", f"{t}.whp")
+        cat = em.node("Concat", [xy, wh, f"{t}.conf"], f"{t}.cat", f"{t}.cat", axis=4)
+        em.const(f"{t}.shape3", np.array([1, 3 * g * g, 5 + nc], np.int64))
+        flat.append(em.node("Reshape", [cat, f"{t}.shape3"], f"{t}.flat", f"{t}.flat"))
+        n += 3 * g * g
+    em.node("Concat", flat, "output0", "head.output", axis=1)
+    return n
+
+
+def _yolov8(net: _Net, scale, nc: int, size: int) -> int:
+    depth, width, max_ch = scale
+    ch, rep = channels(width, max_ch), repeats(depth)
     c64, c128, c256, c512, c1024 = ch(64), ch(128), ch(256), ch(512), ch(1024)
     x = net.conv("images", 3, c64, 3, 2)
     x = net.conv(x, c64, c128, 3, 2)
@@ -139,20 +233,7 @@ def build_yolov8(name: str = "yolov8n", size: int = 640, nc: int = 80, seed: int
     h18 = net.c2f(net.concat([net.conv(o3, c256, c256, 3, 2), h12]), c256 + c512, c512, rep(3), False)
     o5 = net.c2f(net.concat([net.conv(h18, c512, c512, 3, 2), p5]), c512 + c1024, c1024, rep(3), False)
     levels = [(o3, c256), (h18, c512), (o5, c1024)]
-    n = _detect(net, levels, nc, size)
-    em = net.em
-    graph = helper.make_graph(
-        em.nodes, name,
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + nc, n])], em.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
-                              producer_name="hetsched-zoo")
-    meta = {"description": f"hetsched zoo {name}: Ultralytics YOLOv8 layout, seeded weights (untrained)",
-            "author": "hetsched zoo", "stride": "32", "task": "detect", "batch": "1",
-            "imgsz": f"[{size}, {size}]", "names": str({i: f"class{i}" for i in range(nc)})}
-    for k, v in meta.items():
-        model.metadata_props.add(key=k, value=v)
-    return model
+    return _detect(net, levels, nc, size)
 
 
 def _detect(net: _Net, levels, nc: int, size: int) -> int:

@@ -185,8 +185,8 @@ CFG_NAMES = {
 }
 
 
-# Ultralytics-layout networks (models/ultralytics.py): the exporter's output, for the decoders
-EXPORT_NETS = ("yolov8n", "yolov8s")
+# Ultralytics-layout networks (models/ultralytics.py): the exporters' outputs, for the decoders
+EXPORT_NETS = ("yolov8n", "yolov8s", "yolov5n", "yolov5s")
 # every name build_zoo takes
 NAMES = (*ZOO, *SKIP_NETS, *EXPORT_NETS)
 
@@ -203,8 +203,8 @@ def build_zoo(name: str, size: int = 416, activation: str = "leaky", seed: int =
     if activation not in ACTIVATIONS:
         raise HetschedError(f"activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
     if name in EXPORT_NETS:
-        from .ultralytics import build_yolov8
-        model = build_yolov8(name, size, seed=seed, activation="relu" if activation == "relu" else "silu")
+        from .ultralytics import build
+        model = build(name, size, seed=seed, activation="relu" if activation == "relu" else "silu")
         if activation == "relu":
             model.graph.name = f"{name}-relu"
         return model
