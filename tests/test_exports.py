@@ -482,3 +482,13 @@ def test_pipelines_yolov8n_spec_loads_with_the_ultralytics_decoder():
     assert spec.model["zoo"] == "yolov8n" and spec.sink["video"]
     g = graph.from_model(build_zoo("yolov8n", spec.model["size"]), name="yolov8n")
     assert make_task(g, spec.detect).kind == "ultralytics"
+
+
+def test_run_detect_overrides_the_specs_kind():
+    from hetsched.cli import _run_spec, build_parser
+    spec_path = str(Path(__file__).resolve().parents[1] / "pipelines" / "yolov8n.yaml")
+    args = build_parser().parse_args(["run", spec_path, "--detect", "yolov5"])
+    assert _run_spec(args).detect.kind == "yolov5"
+    assert _run_spec(build_parser().parse_args(["run", spec_path])).detect.kind == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", spec_path, "--detect", "yolov9"])
