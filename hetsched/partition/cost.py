@@ -215,9 +215,12 @@ def dla_subgraphs(profile: Profile, stages: list[Stage], dla_fallback: bool = Fa
         for pe in s.pes:
             if profile.pes[pe].kind != "dla":
                 continue
+            if not dla_fallback:
+                out[pe] = out.get(pe, 0) + 1
+                continue
             runs, inside = 0, False
             for i in range(s.first, s.last + 1):
-                here = profile.layers[i].cost_ms.get(pe) is not None or not dla_fallback
+                here = profile.layers[i].cost_ms.get(pe) is not None
                 runs += here and not inside
                 inside = here
             out[pe] = out.get(pe, 0) + runs
