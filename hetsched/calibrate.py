@@ -27,7 +27,7 @@ points 2, 23, 34 (last layer of a stage) are, in our indices, 1 (L0.relu), 22 (L
 from __future__ import annotations
 
 from .errors import HetschedError
-from .partition.cost import Stage, evaluate
+from .partition.cost import Stage, evaluate, used_pes
 from .profile import Profile
 from .profiler.board import Board
 from .profiler.roofline import model_profile
@@ -49,7 +49,8 @@ def jedi_stages(n_layers: int) -> list[Stage]:
 def _bisect(fn, target: float, lo: float = 0.01, hi: float = 3.0, steps: int = 60) -> float:
     """x in [lo, hi] with fn(x) = target, fn increasing in x."""
     if not fn(lo) <= target <= fn(hi):
-        raise ValueError(f"target {target} is outside [{fn(lo):.2f}, {fn(hi):.2f}] over [{lo}, {hi}]")
+        raise CalibrationError(f"no efficiency in [{lo}, {hi}] of the peak gives {target:.1f} fps "
+                               f"(the model gives {fn(lo):.1f}-{fn(hi):.1f}): the board model lacks something")
     for _ in range(steps):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if fn(mid) < target else (lo, mid)
@@ -62,8 +63,7 @@ def predictions(graph, board: Board, precision: str) -> dict:
     jedi = evaluate(prof, jedi_stages(len(prof.layers)), "jedi")
     return {"gpu_only_fps": single.throughput_fps, "pipeline_fps": jedi.throughput_fps,
             "pipeline_pe_load_ms": jedi.pe_load_ms,
-            "pipeline_factor": {p: prof.factor(p, frozenset(jedi.pe_load_ms) - {"cpu"})
-                                for p in ("gpu", "dla0", "dla1")}}
+            "pipeline_factor": {p: prof.factor(p, used_pes(jedi.stages)) for p in used_pes(jedi.stages)}}
 
 
 def calibrate_xavier(graph, board: Board) -> dict:

@@ -388,19 +388,28 @@ def _tensor_table(model: onnx.ModelProto, inits) -> dict[str, Tensor]:
         table[vi.name] = Tensor(vi.name, tuple(dims), helper.tensor_dtype_to_np_dtype(tt.elem_type))
     missing = [t for node in g.node for t in list(node.input) + list(node.output)
                if t and t not in inits and t not in table]
+    why = "give concrete --input-shape values"
     if missing and all(i.name in table for i in g.input if i.name not in inits):
         # exporters compute anchor grids from Shape -> Range at run time, which shape inference
         # cannot follow; one run at the (concrete) input shapes gives those shapes
-        table.update(_shapes_by_running(model, sorted(set(missing)), table))
+        found, why = _shapes_by_running(model, sorted(set(missing)), table)
+        table.update(found)
         missing = [t for t in missing if t not in table]
     if missing:
         raise GraphError(f"shape inference left {len(set(missing))} tensor(s) without a concrete "
-                         f"shape (first: {missing[0]}); give concrete --input-shape values")
+                         f"shape (first: {missing[0]}); {why}")
     return table
 
 
-def _shapes_by_running(model: onnx.ModelProto, names: list[str], table: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Shapes of `names` from one onnxruntime run on zeros (the tensors made graph outputs)."""
+# ops whose output shapes depend on the input values, not only on its shape
+_DATA_DEPENDENT_OPS = {"NonZero", "NonMaxSuppression", "TopK", "Unique", "Compress", "Loop", "If"}
+
+
+def _shapes_by_running(model: onnx.ModelProto, names: list[str],
+                       table: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+    """Shapes of `names` from one onnxruntime run on zeros (the tensors made graph outputs), and
+    why they could not all be found. Downstream of an op whose output shape depends on the data
+    (NMS in the graph) the run's shapes are one sample: said in a warning."""
     import onnxruntime as ort
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -416,10 +425,14 @@ def _shapes_by_running(model: onnx.ModelProto, names: list[str], table: dict[str
         feeds = {i.name: np.zeros(table[i.name].shape, table[i.name].dtype) for i in sess.get_inputs()}
         values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
     except Exception as e:   # onnxruntime's own errors have no common base; the caller reports
-        log.debug("running the model for its shapes failed: %s", first_line(e))
-        return {}
-    return {t: Tensor(t, tuple(int(d) for d in values[t].shape), values[t].dtype)
-            for t in names if t in values}
+        return {}, f"running the model once for them failed too ({first_line(e) or type(e).__name__})"
+    dependent = sorted({n.op_type for n in model.graph.node if n.op_type in _DATA_DEPENDENT_OPS})
+    if dependent:
+        log.warning("the model has %s, whose output shapes depend on the data: the shapes of the "
+                    "tensors shape inference could not follow were taken from one run on zeros",
+                    ", ".join(dependent))
+    return ({t: Tensor(t, tuple(int(d) for d in values[t].shape), values[t].dtype)
+             for t in names if t in values}, "onnxruntime did not give them either")
 
 
 def _attr(node, name, default=None):

@@ -103,13 +103,12 @@ def main() -> int:
         return settle(args)
     if not args.model or not args.output:
         ap.error("a model and -o are required to profile (or give --settle / --write-probes)")
-    from hetsched.engines.tensorrt import TensorRTEngine  # noqa: F401  (fails here without TensorRT)
+    from hetsched.engines.tensorrt import TensorRTEngine   # fails here, before any work, without TensorRT
     g = graph.load(args.model)
     opts = EngineOptions(precision=args.precision, cache_dir="out/trt-cache")
     accel = [p for p in args.pes.split(",") if p]
     costs = {pe: layer_costs(g, pe, opts, args.runs) for pe in accel}
     pes = [PE(p, "dla" if p.startswith("dla") else "gpu") for p in accel]
-    from hetsched.engines.tensorrt import TensorRTEngine
     meter, reasons = detect()
     power = {}
     if meter is not None:

@@ -114,7 +114,7 @@ def main() -> int:
             rows.append(f"| {key} | " + " | ".join(cell(doc[key][c], c) for c, _, _ in COLUMNS)
                         + f" | {verdict} | {'> 20' if even is None else f'{even:.2f}'} |")
     head = ("| network (416) | single (GPU) | replicate (GPU+2 DLA) | heuristic | optimal | "
-            "replicate + fallback | heuristic + fallback | verdict | GPU only from DLA overhead (ms) |"
+            "replicate + fallback | heuristic + fallback | verdict | GPU only from DLA overhead (ms; heuristic, replicate) |"
             "\n|---|---|---|---|---|---|---|---|---|")
     table = head + "\n" + "\n".join(rows)
     out = Path(args.output)

@@ -128,26 +128,16 @@ def test_board_terms_name_only_kinds_the_board_has(tmp_path):
         load_board(str(path))
 
 
-def test_subgraph_limit_refuses_a_plan_with_too_many_dla_stages(toy):
-    prof = model_profile(two_convs(), toy, "fp16")
-    prof.board["dla_max_subgraphs_per_core"] = 1
-    alternating = [Stage(("dla0",), 0, 0), Stage(("gpu",), 1, 1)]
-    assert dla_subgraphs(prof, alternating) == {"dla0": 1}
-    validate(prof, alternating)
-    # the same DLA twice (a gpu stage between): two subgraphs on dla0
+def test_a_strict_dla_stage_is_one_subgraph_whatever_the_limit(toy):
+    """The limit is per engine (one per stage): strict stages hold one DLA subgraph each, so
+    even a limit of 1 refuses no strict plan, and the planners' plans stand."""
     four = model_profile(_chain(4), toy, "fp16")
     four.board["dla_max_subgraphs_per_core"] = 1
     stages = [Stage(("dla0",), 0, 0), Stage(("gpu",), 1, 1), Stage(("dla0",), 2, 2), Stage(("gpu",), 3, 3)]
-    assert dla_subgraphs(four, stages) == {"dla0": 2}
-    with pytest.raises(PlanError, match="needs 2 DLA subgraphs on dla0; TensorRT builds at most 1"):
-        validate(four, stages)
-    plan = make_plan(four, "heuristic")
-    assert max(dla_subgraphs(four, plan.stages).values(), default=0) <= 1
-    with pytest.raises(PlanError, match="give --max-stages 2 or less"):
-        make_plan(four, "optimal")
-    exact = make_plan(four, "optimal", max_stages=2)
-    assert exact.proven and max(dla_subgraphs(four, exact.stages).values(), default=0) <= 1
-    assert exact.bottleneck_ms <= make_plan(four, "heuristic", max_stages=2).bottleneck_ms * (1 + 1e-9)
+    assert dla_subgraphs(four, stages) == {"dla0": [1, 1]}
+    validate(four, stages)
+    for method in ("heuristic", "optimal"):
+        validate(four, make_plan(four, method).stages)
 
 
 def _chain(n):
@@ -166,14 +156,21 @@ def _chain(n):
 def test_fallback_islands_count_against_the_subgraph_limit():
     prof = fallback_profile()        # six conv + leaky pairs: a whole-network DLA stage has 6 DLA runs
     whole = [Stage(("dla0",), 0, 11)]
-    assert dla_subgraphs(prof, whole, dla_fallback=True) == {"dla0": 6}
+    assert dla_subgraphs(prof, whole, dla_fallback=True) == {"dla0": [6]}
     prof.board["dla_max_subgraphs_per_core"] = 4
-    with pytest.raises(PlanError, match="needs 6 DLA subgraphs on dla0 \\(its fallback islands split them\\)"):
+    with pytest.raises(PlanError, match=r"stage 0 needs 6 DLA subgraphs on dla0 \(its fallback islands "
+                                        r"split it\); TensorRT builds at most 4 per DLA core in one engine"):
         validate(prof, whole, dla_fallback=True)
+    with pytest.raises(PlanError, match="cannot run on dla0"):   # strict: refused for its nulls
+        validate(prof, whole)
     rep = make_plan(prof, "replicate", dla_fallback=True)
     assert not any(p.startswith("dla") for s in rep.stages for p in s.pes)
     heur = make_plan(prof, "heuristic", dla_fallback=True)
-    assert all(k <= 4 for k in dla_subgraphs(prof, heur.stages, dla_fallback=True).values())
+    assert all(k <= 4 for ks in dla_subgraphs(prof, heur.stages, dla_fallback=True).values() for k in ks)
+    # two DLA stages of 3 and 2 DLA runs fit: the limit is per engine, not per core
+    split = [Stage(("dla0",), 0, 5), Stage(("gpu",), 6, 6), Stage(("dla0",), 7, 11)]
+    assert dla_subgraphs(prof, split, dla_fallback=True) == {"dla0": [3, 2]}   # conv4, conv5 after conv3 on the GPU
+    validate(prof, split, dla_fallback=True)
 
 
 def test_every_assumed_board_figure_says_how_a_board_would_settle_it():
@@ -219,3 +216,16 @@ def test_jetson_profile_settle_runs_without_tensorrt(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "stage_overhead_ms.dla = 0.1" in r.stdout and "trtexec" in r.stdout
     assert len(list((tmp_path / "probes").glob("*.onnx"))) == len(PROBES)
+
+
+def test_dla_section_figures_are_checked(tmp_path):
+    path = tmp_path / "bad.json"
+    for mutate, message in [(lambda b: b["dla"].__setitem__("winograd_speedup", {"value": 0, "source": "t"}),
+                             "dla.winograd_speedup must be above 0"),
+                            (lambda b: b["pes"]["dla0"]["peak_gflops"].__setitem__("int8", {"value": 9.0, "source": "t"}),
+                             "dla.atomic_k has no figure for int8")]:
+        bad = json.loads(json.dumps(TOY))
+        mutate(bad)
+        path.write_text(json.dumps(bad))
+        with pytest.raises(BoardError, match=message):
+            load_board(str(path))

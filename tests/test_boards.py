@@ -89,6 +89,8 @@ def test_stored_xavier_calibration_reproduces_its_targets():
     got = predictions(g, b, "fp16")
     assert got["gpu_only_fps"] == pytest.approx(JEDI_YOLOV2["gpu_only_fps"], rel=0.005)
     assert got["pipeline_fps"] == pytest.approx(JEDI_YOLOV2["pipeline_fps"], rel=0.05)
+    stored_fit = b.raw["calibration"]["fp16_predicted"]
+    assert got["pipeline_fps"] == pytest.approx(stored_fit["pipeline_fps"], rel=0.005)
     stored = {k: b.efficiency[k]["Conv"] for k in ("gpu", "dla")}
     assert all(0 < e <= 1.0 for e in stored.values())
     fit = calibrate_xavier(g, load_board("jetson-agx-xavier"))

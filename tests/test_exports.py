@@ -30,7 +30,7 @@ N = 64 + 16 + 4          # candidates of strides 8, 16, 32 at 64 x 64, counted b
 LB = Letterbox(0.5, 0.5, 0.0, 8.0, 128, 96)   # a 128 x 96 frame letterboxed into 64 x 64
 
 
-def model_with_outputs(shapes, dtypes=None, metadata=None, names=None):
+def model_with_outputs(shapes, dtypes=None, metadata=None, names=None, hw=HW):
     """x (1, 3, 64, 64) -> pool -> one MatMul + Reshape per output: a real model whose outputs have
     the given shapes (values are irrelevant: the decoders are fed hand-built outputs)."""
     dtypes = dtypes or [TensorProto.FLOAT] * len(shapes)
@@ -48,7 +48,7 @@ def model_with_outputs(shapes, dtypes=None, metadata=None, names=None):
         if dt != TensorProto.FLOAT:
             nodes.append(helper.make_node("Cast", [rs], [name], to=dt))
         outs.append(helper.make_tensor_value_info(name, dt, list(shape)))
-    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *HW])],
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *hw])],
                           outs, inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     for k, v in (metadata or {}).items():
@@ -108,8 +108,8 @@ def ref_yolov5(out, conf, iou, lb):
     return _ref_unletterbox(_ref_nms(cands, iou), lb)
 
 
-def ref_yolox(out, conf, iou, lb):
-    cells = [(s, gx, gy) for s in (8, 16, 32) for gy in range(HW[0] // s) for gx in range(HW[1] // s)]
+def ref_yolox(out, conf, iou, lb, hw=HW):
+    cells = [(s, gx, gy) for s in (8, 16, 32) for gy in range(hw[0] // s) for gx in range(hw[1] // s)]
     cands = []
     for (s, gx, gy), row in zip(cells, out[0]):
         scores = row[5:] * row[4]
@@ -151,6 +151,13 @@ def test_each_layout_is_told_apart_by_its_shapes():
     dets = decoder("efficientnms", four, HW)(feeds, LB)
     assert dets.classes.tolist() == [7] and dets.scores.tolist() == [0.5]
     assert np.allclose(dets.boxes, [[8, 8, 16, 16]])
+    # classes exported as float too: the plugin's order (count, boxes, scores, classes) decides
+    floats = model_with_outputs([(1, 1), (1, 100, 4), (1, 100), (1, 100)],
+                                [TensorProto.INT32, TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT])
+    feeds["out3"] = feeds["out3"].astype(np.float32)
+    feeds["out2"] = np.full((1, 100), 0.1, np.float32)         # below conf: the plugin's call, kept
+    dets = decoder("efficientnms", floats, HW)(feeds, LB)
+    assert dets.classes.tolist() == [7] and dets.scores.tolist() == pytest.approx([0.1])
     assert layouts(model_with_outputs([(1, 10)]), HW) == []
 
 
@@ -236,6 +243,36 @@ def test_nms_in_graph_rows_and_efficientnms_outputs_pass_through():
     dets = decoder("efficientnms", four, HW)(feeds, LB)
     assert dets.scores.tolist() == pytest.approx([0.9, 0.6]) and dets.classes.tolist() == [1, 2]
     assert np.allclose(dets.boxes, [[20, 20, 40, 40], [60, 20, 80, 40]])
+
+
+def test_yolox_on_a_non_square_input_walks_rows_then_columns():
+    hw = (64, 96)                        # H 64, W 96: grids 8 x 12, 4 x 6, 2 x 3
+    n = 8 * 12 + 4 * 6 + 2 * 3
+    assert grid_sum(hw) == n
+    out = np.zeros((1, n, 6), np.float32)
+    out[0, 1 * 12 + 10] = (0.0, 0.0, 0.0, 0.0, 0.9, 1.0)     # stride 8, row 1, column 10
+    g = model_with_outputs([(1, n, 6)], hw=hw)
+    assert layouts(g, hw) == ["yolox"]
+    same_size = Letterbox(1.0, 1.0, 0.0, 0.0, 96, 64)          # the frame is the input
+    dets = decoder("yolox", g, hw, conf=0.25)({g.outputs[0]: out}, same_size)
+    same(dets, ref_yolox(out, 0.25, 0.45, same_size, hw))
+    cx, cy = 10 * 8, 1 * 8                                    # (x + gx) * s with x = 0; w = h = exp(0) * 8
+    assert dets.boxes[0].tolist() == pytest.approx([cx - 4, cy - 4, cx + 4, cy + 4])
+
+
+def test_other_tasks_are_refused_and_names_keep_their_ids():
+    pose = model_with_outputs([(1, 56, N)], metadata={"task": "pose"})    # 4 + 1 + 17 x 3 rows
+    with pytest.raises(HetschedError, match="task 'pose': hetsched decodes detection exports only"):
+        make_task(pose, DetectOptions())
+    with pytest.raises(HetschedError, match="task 'pose', not a detection export"):
+        make_task(pose, DetectOptions(kind="ultralytics"))
+    assert make_task(pose, DetectOptions(kind="none")).decode is None
+    g = model_with_outputs([(1, 4 + 3, N)], metadata={"names": "{0: 'a', 2: 'c'}"})
+    out = np.zeros((1, 7, N), np.float32)
+    out[0, :4, 0] = (10, 10, 4, 4)
+    out[0, 4 + 2, 0] = 0.9
+    dets = decoder("ultralytics", g, HW)({g.outputs[0]: out}, LB)
+    assert dets.to_list()[0]["name"] == "c"
 
 
 @settings(max_examples=40, deadline=None)

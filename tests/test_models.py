@@ -425,3 +425,23 @@ def test_gaussian_yolo_is_a_clear_error(tmp_path):
                    "[Gaussian_yolo]\nmask=0\nanchors=10,14\nclasses=2\nnum=1\n")
     with pytest.raises(DarknetError, match=r"g.cfg:\d+ \[gaussian_yolo\]: \[gaussian_yolo\] .* not supported"):
         import_darknet(cfg)
+
+
+def test_maxpool_defaults_are_darknets(tmp_path):
+    """parse_maxpool: stride defaults to 1 and size to the stride, padding to size - 1 (offset
+    -padding/2); stride_x / stride_y override the stride. size=2 alone keeps the size."""
+    cfg = tmp_path / "p.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n"
+                   "[convolutional]\nfilters=2\nsize=1\nstride=1\npad=0\nactivation=linear\n"
+                   "[maxpool]\nsize=2\n"
+                   "[maxpool]\nsize=2\nstride_x=2\nstride_y=1\n")
+    model = import_darknet(cfg)
+    g = graph.load(model)
+    x = images((1, 3, 8, 8))
+    out = run(model, {"images": x})[g.outputs[0]]
+    conv = run(g.split([1])[0], {"images": x})["L0.conv"]
+    pad = np.pad(conv, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=-np.inf)
+    first = np.maximum.reduce([pad[:, :, dy:dy + 8, dx:dx + 8] for dy in (0, 1) for dx in (0, 1)])
+    pad = np.pad(first, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=-np.inf)
+    want = np.maximum.reduce([pad[:, :, dy:dy + 8, dx:dx + 8:2] for dy in (0, 1) for dx in (0, 1)])
+    assert out.shape == (1, 2, 8, 4) and np.abs(out - want).max() <= 1e-6

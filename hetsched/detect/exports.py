@@ -13,7 +13,11 @@ bring"), behind one interface: `layouts(graph)` says which layouts a model's out
 - `nms` (NMS inside the graph): one output (1, K, 6), rows x1, y1, x2, y2, score, class in input
   pixels; rows scoring below `conf` (padding) are dropped.
 - `efficientnms` (TensorRT's EfficientNMS plugin): four outputs num_dets (1, 1), boxes (1, K, 4),
-  scores (1, K), classes (1, K); the first num_dets rows are the detections.
+  scores (1, K), classes (1, K); the first num_dets rows are the detections, kept as the plugin
+  thresholded them (`conf` does not apply).
+
+Only detection exports are read: an export whose `task` metadata says otherwise (pose, obb,
+segment) would fit the `ultralytics` shape with other rows in it, and is refused.
 
 Class names come from the model's `names` metadata where the exporter wrote it. Everything is
 vectorised; boxes are mapped back through the letterbox onto the source frame.
@@ -48,8 +52,11 @@ def class_names(metadata: dict[str, str]) -> tuple[str, ...] | None:
         names = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         return None
-    if isinstance(names, dict):
-        return tuple(str(names[k]) for k in sorted(names))
+    if isinstance(names, dict):     # ids may skip: each name stays at its id
+        ids = [k for k in names if isinstance(k, int) and k >= 0]
+        if not ids:
+            return None
+        return tuple(str(names.get(i, f"class{i}")) for i in range(max(ids) + 1))
     if isinstance(names, (list, tuple)):
         return tuple(str(n) for n in names)
     return None
@@ -59,9 +66,17 @@ def _shapes(graph: Graph) -> list[tuple[int, ...]]:
     return [tuple(graph.tensors[o].shape) for o in graph.outputs]
 
 
+def _not_detection(graph: Graph) -> str | None:
+    task = graph.metadata.get("task")
+    return task if task and task != "detect" else None
+
+
 def layouts(graph: Graph, hw: tuple[int, int]) -> list[str]:
     """The export layouts the model's outputs fit, by shape (and, between the two one-output
-    layouts of the same shape, YOLOv5 and YOLOX, by the candidate count of each)."""
+    layouts of the same shape, YOLOv5 and YOLOX, by the candidate count of each); none for an
+    export whose metadata names another task."""
+    if _not_detection(graph):
+        return []
     shapes = _shapes(graph)
     fits = []
     if len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][0] == 1:
@@ -85,6 +100,10 @@ def layouts(graph: Graph, hw: tuple[int, int]) -> list[str]:
 def detect_kind(graph: Graph, hw: tuple[int, int]) -> str | None:
     """The one layout the model fits; None when none does. When two fit, a one-line error that
     names both and the `detect: {kind: ...}` that selects one."""
+    task = _not_detection(graph)
+    if task:
+        raise HetschedError(f"the model's metadata says task '{task}': hetsched decodes detection "
+                            f"exports only (detect: {{kind: none}} passes the raw outputs on)")
     fits = layouts(graph, hw)
     if len(fits) > 1:
         raise HetschedError(f"the model's outputs {_shapes(graph)} fit both the {fits[0]} and the "
@@ -142,6 +161,9 @@ def decoder(kind: str, graph: Graph, hw: tuple[int, int], conf: float = 0.25, io
     if kind not in KINDS:
         raise HetschedError(f"unknown export layout '{kind}' (known: {', '.join(KINDS)})")
     fits = layouts(graph, hw)
+    if kind not in fits and (task := _not_detection(graph)):
+        raise HetschedError(f"detect kind '{kind}': the model's metadata says task '{task}', "
+                            f"not a detection export")
     if kind not in fits:
         raise HetschedError(f"detect kind '{kind}' does not fit the model's outputs "
                             f"{_shapes(graph)} at input {hw[0]}x{hw[1]}"
@@ -151,9 +173,10 @@ def decoder(kind: str, graph: Graph, hw: tuple[int, int], conf: float = 0.25, io
     grid = _anchor_free_grid(hw) if kind == "yolox" else None
     roles = _nms_roles(graph) if kind == "efficientnms" else None
 
-    def finish(boxes, scores, classes, box: Letterbox, suppress=True):
-        keep = scores > conf
-        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    def finish(boxes, scores, classes, box: Letterbox, suppress=True, threshold=True):
+        if threshold:
+            keep = scores > conf
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         if suppress:
             order = nms(boxes, scores, iou, None if class_agnostic else classes, max_det)
             boxes, scores, classes = boxes[order], scores[order], classes[order]
@@ -169,7 +192,7 @@ def decoder(kind: str, graph: Graph, hw: tuple[int, int], conf: float = 0.25, io
             return finish(np.asarray(outputs[roles["boxes"]])[0][:k],
                           np.asarray(outputs[roles["scores"]])[0][:k],
                           np.asarray(outputs[roles["classes"]])[0][:k].astype(np.int64), box,
-                          suppress=False)
+                          suppress=False, threshold=False)
         out = np.asarray(outputs[outs[0]], np.float32)[0]
         if kind == "nms":
             return finish(out[:, :4], out[:, 4], out[:, 5].astype(np.int64), box, suppress=False)

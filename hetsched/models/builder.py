@@ -177,14 +177,7 @@ def build(sections: list[Section], *, name: str, size: int | None = None, weight
         if k == "convolutional":
             out = _conv(em, sec, prev, tag, weights, activation)
         elif k == "maxpool":
-            size_ = sec.get("size", 1)
-            stride = sec.get("stride", size_)
-            pad = sec.get("padding", size_ - 1)
-            oh, ow = (prev.h + pad - size_) // stride + 1, (prev.w + pad - size_) // stride + 1
-            t = em.node("MaxPool", [prev.tensor], f"{tag}.maxpool", f"{tag}.maxpool",
-                        kernel_shape=[size_, size_], strides=[stride, stride],
-                        pads=[pad // 2, pad // 2, pad - pad // 2, pad - pad // 2])
-            out = _Out(t, prev.c, oh, ow, prev.moment)
+            out = _pool(em, sec, prev, tag, "MaxPool", "maxpool")
         elif k == "avgpool":
             t = em.node("GlobalAveragePool", [prev.tensor], f"{tag}.avgpool", f"{tag}.avgpool")
             out = _Out(t, prev.c, 1, 1, prev.moment)
@@ -217,15 +210,8 @@ def build(sections: list[Section], *, name: str, size: int | None = None, weight
         elif k in ("sam", "scale_channels"):
             out = _scale(em, sec, idx, outs, prev, tag)
         elif k == "local_avgpool":
-            size_ = sec.get("size", 1)
-            stride = sec.get("stride", size_)
-            pad = sec.get("padding", size_ - 1)
-            oh, ow = (prev.h + pad - size_) // stride + 1, (prev.w + pad - size_) // stride + 1
             # darknet averages over the window's in-bounds pixels only: count_include_pad=0
-            t = em.node("AveragePool", [prev.tensor], f"{tag}.local_avgpool", f"{tag}.local_avgpool",
-                        kernel_shape=[size_, size_], strides=[stride, stride], count_include_pad=0,
-                        pads=[pad // 2, pad // 2, pad - pad // 2, pad - pad // 2])
-            out = _Out(t, prev.c, oh, ow, prev.moment)
+            out = _pool(em, sec, prev, tag, "AveragePool", "local_avgpool", count_include_pad=0)
         elif k.lower() == "gaussian_yolo":
             raise DarknetError(f"{sec.where()}: [{k}] (Gaussian YOLOv3's head: 8 box fields with "
                                f"uncertainties) is not supported; its decoder is not written")
@@ -336,6 +322,20 @@ def _reorg(em, sec, prev, tag) -> _Out:
     return _Out(t, c * s * s, h // s, w // s, prev.moment)
 
 
+def _pool(em, sec, prev, tag, op: str, what: str, **attrs) -> _Out:
+    """[maxpool] / [local_avgpool] as darknet's parse_maxpool reads them: stride (default 1,
+    stride_x / stride_y override it), size (default the stride), padding (default size - 1,
+    split top-left first); output (in + padding - size) / stride + 1."""
+    stride = sec.get("stride", 1)
+    sx, sy = sec.get("stride_x", stride), sec.get("stride_y", stride)
+    size = sec.get("size", stride)
+    pad = sec.get("padding", size - 1)
+    oh, ow = (prev.h + pad - size) // sy + 1, (prev.w + pad - size) // sx + 1
+    t = em.node(op, [prev.tensor], f"{tag}.{what}", f"{tag}.{what}", kernel_shape=[size, size],
+                strides=[sy, sx], pads=[pad // 2, pad // 2, pad - pad // 2, pad - pad // 2], **attrs)
+    return _Out(t, prev.c, oh, ow, prev.moment)
+
+
 def _weighted_shortcut(em, sec, idx, outs, prev, tag, weights) -> _Out:
     """darknet's weighted shortcut (`shortcut_multilayer_cpu`, inputs of the previous layer's
     shape): out = prev x w_0 + sum_i from_i x w_i, one weight per input (`per_feature`) or per
@@ -351,11 +351,12 @@ def _weighted_shortcut(em, sec, idx, outs, prev, tag, weights) -> _Out:
             raise DarknetError(f"{sec.where()}: a weighted or multi-input shortcut joins "
                                f"{o.c}x{o.h}x{o.w} to {prev.c}x{prev.h}x{prev.w}: hetsched takes "
                                f"inputs of the previous layer's shape only")
-    kind = sec.get("weights_type", "none", str)
-    norm = sec.get("weights_normalization", "none", str)
+    # darknet's parse_shortcut reads per_layer as per_feature and avg_relu as relu
+    kind = {"per_layer": "per_feature"}.get(k := sec.get("weights_type", "none", str), k)
+    norm = {"avg_relu": "relu"}.get(n := sec.get("weights_normalization", "none", str), n)
     if kind not in ("none", "per_feature", "per_channel") or norm not in ("none", "relu", "softmax"):
-        raise DarknetError(f"{sec.where()}: weights_type={kind}, weights_normalization={norm}: "
-                           f"darknet knows none/per_feature/per_channel and none/relu/softmax")
+        raise DarknetError(f"{sec.where()}: weights_type={k}, weights_normalization={n}: darknet knows "
+                           f"none/per_feature/per_layer/per_channel and none/relu/avg_relu/softmax")
     inputs = [prev, *others]
     n = len(inputs)
     if kind == "none":

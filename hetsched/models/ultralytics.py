@@ -29,9 +29,10 @@ wh = (2 t)^2 x anchor (pixels), and flattens anchor, row, column to one output (
 N = 3 x the grid sum (25200 at 640).
 
 Weights are random but shaped like a trained model's start: each convolution scaled to keep
-activations O(1), and the class bias at Ultralytics' prior, log(5 / nc / (640 / stride)^2), so
-that an untrained model scores almost nothing (as a trained one does on background) instead of
-passing thousands of boxes to NMS.
+activations O(1), and the biases at the exporters' priors (YOLOv8: classes log(5 / nc /
+(640 / stride)^2), boxes 1; YOLOv5: objectness log(8 / (640 / stride)^2), classes
+log(0.6 / (nc - 0.99999))), so that an untrained model scores almost nothing (as a trained one
+does on background) instead of passing thousands of boxes to NMS.
 """
 
 from __future__ import annotations

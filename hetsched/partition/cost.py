@@ -206,46 +206,45 @@ def validate(profile: Profile, stages: list[Stage], *, max_stages: int | None = 
         raise PlanError(excess)
 
 
-def dla_subgraphs(profile: Profile, stages: list[Stage], dla_fallback: bool = False) -> dict[str, int]:
-    """How many DLA subgraphs (TensorRT DLA loadables) each DLA PE's stages need: one per stage,
-    and under `--dla-fallback` one per maximal run of the stage's layers the DLA itself runs
-    (each fallback island splits the DLA's part of the engine)."""
-    out: dict[str, int] = {}
+def dla_subgraphs(profile: Profile, stages: list[Stage], dla_fallback: bool = False) -> dict[str, list[int]]:
+    """Per DLA PE, the DLA subgraphs each of its stages' engines holds (one TensorRT engine per
+    stage): one, and under `--dla-fallback` one per maximal run of the stage's layers the DLA
+    itself runs, since each fallback island splits the DLA's part of the engine. Runs are taken
+    in layer order, an approximation: TensorRT splits by graph connectivity."""
+    out: dict[str, list[int]] = {}
     for s in stages:
         for pe in s.pes:
             if profile.pes[pe].kind != "dla":
                 continue
-            if not dla_fallback:
-                out[pe] = out.get(pe, 0) + 1
-                continue
-            runs, inside = 0, False
-            for i in range(s.first, s.last + 1):
-                here = profile.layers[i].cost_ms.get(pe) is not None
-                runs += here and not inside
-                inside = here
-            out[pe] = out.get(pe, 0) + runs
+            runs = 1
+            if dla_fallback:
+                runs, inside = 0, False
+                for i in range(s.first, s.last + 1):
+                    here = profile.layers[i].cost_ms.get(pe) is not None
+                    runs += here and not inside
+                    inside = here
+            out.setdefault(pe, []).append(runs)
     return out
 
 
 def subgraph_limit(profile: Profile) -> int | None:
-    """The DLA subgraphs a core builds at most, where the profile's board says."""
+    """The DLA subgraphs one engine may hold on a DLA core, where the profile's board says."""
     return profile.board.get("dla_max_subgraphs_per_core") if isinstance(profile.board, dict) else None
 
 
 def subgraph_excess(profile: Profile, stages: list[Stage], dla_fallback: bool = False) -> str | None:
-    """Why the stages break the per-core DLA subgraph limit a board profile carries
-    (`board.dla_max_subgraphs_per_core`: TensorRT's "DLA supports only 8 subgraphs per DLA
-    core"), or None."""
+    """Why a stage's engine breaks the DLA subgraph limit a board profile carries
+    (`board.dla_max_subgraphs_per_core`: TensorRT's build-time "DLA supports only 8 subgraphs
+    per DLA core"), or None. Only fallback islands can: a strict DLA stage is one subgraph."""
     limit = subgraph_limit(profile)
-    if not limit:
+    if not limit or not dla_fallback:
         return None
-    over = {pe: k for pe, k in dla_subgraphs(profile, stages, dla_fallback).items() if k > limit}
-    if not over:
-        return None
-    pe, k = max(over.items(), key=lambda kv: kv[1])
-    return (f"the plan needs {k} DLA subgraphs on {pe}" + (" (its fallback islands split them)"
-                                                          if dla_fallback else "")
-            + f"; TensorRT builds at most {limit} per DLA core")
+    for j, s in enumerate(stages):
+        for pe, counts in dla_subgraphs(profile, [s], True).items():
+            if counts[0] > limit:
+                return (f"stage {j} needs {counts[0]} DLA subgraphs on {pe} (its fallback islands "
+                        f"split it); TensorRT builds at most {limit} per DLA core in one engine")
+    return None
 
 
 class CostIndex:

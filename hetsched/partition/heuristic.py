@@ -266,19 +266,19 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         for path in interleaved(Rest(profile, subset, sub_groups), len(subset), max_stages):
             priced.append(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
                                    check=False, index=index, **limits))
-    # a board's DLA takes so many subgraphs per core (and fallback islands split them)
-    priced = [p for p in priced if not subgraph_excess(profile, p.stages, dla_fallback)]
     if not priced:
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
                         f"(a layer no order can place; the optimal planner may still find one)")
     priced.sort(key=lambda p: p.key())
     best = None
+    if dla_fallback:   # fallback islands can split a DLA stage past what one engine holds
+        priced = [p for p in priced if not subgraph_excess(profile, p.stages, True)]
     for plan in priced[:REFINE_TOP]:
-        plan = _refine(profile, plan, index, limits, prefix)
-        if subgraph_excess(profile, plan.stages, dla_fallback):
-            continue
-        if better(plan, best):
-            best = plan
+        refined = _refine(profile, plan, index, limits, prefix)
+        if dla_fallback and subgraph_excess(profile, refined.stages, True):
+            refined = plan
+        if better(refined, best):
+            best = refined
     if dla_fallback:
         # fallback only widens what is allowed: the strict plan is a candidate too (balancing on
         # the fallback view can miss it)
@@ -289,8 +289,8 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
         except PlanError:
             pass
     if best is None:
-        raise PlanError(f"the heuristic found no plan over {', '.join(names)} within the DLA "
-                        f"subgraph limit")
+        raise PlanError(f"every plan the heuristic found over {', '.join(names)} holds more DLA "
+                        f"subgraphs in one engine than TensorRT builds")
     best = evaluate(profile, best.stages, "heuristic", index=index, **limits)
     best.solve_ms = (time.perf_counter() - t0) * 1e3
     return best

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..profile import Profile
 from . import completion, pareto, stategraph
-from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate, subgraph_limit
+from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
 from .groups import allowed_pes, check_feasible, pe_sets, stage_groups, stages_from_path
 
 _TIE = 1e-9
@@ -86,12 +86,6 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     t0 = time.perf_counter()
     names = allowed_pes(profile, pes)
     check_feasible(profile, names)
-    limit = subgraph_limit(profile)
-    if limit and any(profile.pes[p].kind == "dla" for p in names) and limit < (max_stages + 1) // 2:
-        # the search does not count a PE's stages; with max_stages <= 2 x limit no plan can break it
-        raise PlanError(f"the optimal planner cannot honour the board's {limit} DLA subgraphs per "
-                        f"core with max_stages={max_stages} (a DLA could serve "
-                        f"{(max_stages + 1) // 2} stages); give --max-stages {2 * limit} or less")
     clock = _Clock(None if time_limit_s is None else t0 + time_limit_s, len(profile.layers))
     given = upper_bound is not None
     known = None if given else _heuristic_plan(profile, names, replication, max_stages)

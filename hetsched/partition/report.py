@@ -57,9 +57,10 @@ def format_plan(profile: Profile, plan: Plan) -> str:
                     "per-stage overhead add)")
     limit = subgraph_limit(profile)
     counts = dla_subgraphs(profile, plan.stages, plan.dla_fallback)
-    if limit and counts:
-        rows.append("DLA subgraphs per core: " + ", ".join(f"{p} {k}/{limit}" for p, k in counts.items())
-                    + " (TensorRT's limit; planners refuse plans above it)")
+    if limit and plan.dla_fallback and counts:
+        rows.append("DLA subgraphs per stage engine: " + "; ".join(
+            f"{p} {', '.join(map(str, k))}" for p, k in counts.items())
+            + f" (TensorRT builds at most {limit} per engine; planners refuse more)")
     solve = f", solved in {plan.solve_ms:.1f} ms" if plan.solve_ms is not None else ""
     rows.append(f"{plan.method}: bottleneck {plan.bottleneck_ms:.3f} ms -> {plan.throughput_fps:.2f} fps "
                 f"predicted, latency {plan.latency_ms:.3f} ms{solve}")

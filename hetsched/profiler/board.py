@@ -114,7 +114,8 @@ def read_raw(name: str) -> tuple[dict, Path]:
     except json.JSONDecodeError as e:
         raise BoardError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
     if raw.get("schema") not in SCHEMAS:
-        raise BoardError(f"{path}: schema is {raw.get('schema')!r}, expected {SCHEMA!r}")
+        raise BoardError(f"{path}: schema is {raw.get('schema')!r}, expected one of "
+                         f"{', '.join(map(repr, SCHEMAS))}")
     return raw, path
 
 
@@ -182,20 +183,29 @@ def load_board(name: str) -> Board:
                  value(mem.get("bandwidth_efficiency", 1.0), f"{where}: memory.bandwidth_efficiency"),
                  efficiency, set(fused.get("ops", [])), set(fused.get("pes", [])),
                  set(raw.get("dla_unsupported_ops", {}).get("ops", [])), transfer, raw, path,
-                 overhead, contention, _dla_spec(raw.get("dla"), where, "dla" in kinds))
+                 overhead, contention, _dla_spec(raw.get("dla"), where, pes))
 
 
-def _dla_spec(spec: dict | None, where: str, has_dla: bool) -> DLASpec | None:
+def _dla_spec(spec: dict | None, where: str, pes: dict[str, BoardPE]) -> DLASpec | None:
     if spec is None:
         return None
-    if not has_dla:
+    dla_precisions = {p for pe in pes.values() if pe.kind == "dla" for p in pe.peak_gflops}
+    if not dla_precisions:
         raise BoardError(f"{where}: has a 'dla' section but no DLA PE")
-    v = lambda key: value(spec[key], f"{where}: dla.{key}")  # noqa: E731
+    missing = dla_precisions - set(spec.get("atomic_k", {}))
+    if missing:
+        raise BoardError(f"{where}: dla.atomic_k has no figure for {', '.join(sorted(missing))}, "
+                         f"a precision the DLA has a peak for")
+    def positive(key, fig=None):
+        v = value(spec[key] if fig is None else fig, f"{where}: dla.{key}")
+        if v <= 0:
+            raise BoardError(f"{where}: dla.{key} must be above 0, got {v}")
+        return v
     try:
         limit = spec.get("max_subgraphs_per_core")
-        return DLASpec(int(v("atomic_c")),
-                       {p: int(value(f, f"{where}: dla.atomic_k.{p}")) for p, f in spec["atomic_k"].items()},
-                       v("winograd_speedup"), v("image_input_utilisation"),
-                       None if limit is None else int(v("max_subgraphs_per_core")))
+        atomic_k = {p: int(positive(f"atomic_k.{p}", f)) for p, f in spec["atomic_k"].items()}
+        return DLASpec(int(positive("atomic_c")), atomic_k, positive("winograd_speedup"),
+                       positive("image_input_utilisation"),
+                       None if limit is None else int(positive("max_subgraphs_per_core")))
     except KeyError as e:
         raise BoardError(f"{where}: dla section lacks {e.args[0]!r}") from None

@@ -111,6 +111,11 @@ MEASUREMENTS = [
                 "--noDataTransfers) at two input sizes",
                 "'H2D Latency' and 'D2H Latency' means over the tensor's MB: the intercept is "
                 "latency_ms, the slope ms_per_mb"),
+    Measurement("dla.max_subgraphs_per_core",
+                f"{TRTEXEC} --onnx=probes/islands_9.onnx --fp16 --useDLACore=0 --allowGPUFallback --verbose; "
+                "then two engines of probes/islands_5.onnx on --useDLACore=0 at once",
+                "the warning 'DLA supports only N subgraphs per DLA core' gives N (9 islands ask for 9); "
+                "if two 5-island engines both build and run on one core, the limit is per engine"),
     Measurement("dla_unsupported_ops",
                 f"for op in probes/op_*.onnx; do {TRTEXEC} --onnx=$op --fp16 --useDLACore=0; done "
                 "(no --allowGPUFallback)",
@@ -169,6 +174,8 @@ PROBES = {
     "conv3x3_c3_416x416": ("Conv", 3, 16, 416, 3, 1, 1),
     "add_c64_416x416": ("Add", 64, 64, 416, 1, 1, 1),
     "relu_chain_64": ("Relu", 16, 16, 8, 1, 1, 64),
+    # 1x1 convolutions separated by LeakyRelu (which Xavier's DLA cannot run): n DLA islands
+    **{f"islands_{n}": ("Islands", 16, 16, 8, 1, 1, n) for n in (5, 9)},
     **{f"op_{op}": (op, 16, 16, 8, 1, 1, 1) for op in ("LeakyRelu", "Mish", "Reshape", "Transpose",
                                                         "Softmax", "Slice", "Resize")},
 }
@@ -194,6 +201,11 @@ def probe_model(name: str):
             out_shape = [1, k, side, side]
         elif op == "Add":
             nodes.append(helper.make_node("Add", [prev, prev], [out]))
+        elif op == "Islands":
+            w = numpy_helper.from_array((rng.standard_normal((k, c, 1, 1)) * 0.1).astype(np.float32), f"w{r}")
+            inits.append(w)
+            nodes += [helper.make_node("Conv", [prev, f"w{r}"], [f"c{r}"], kernel_shape=[1, 1]),
+                      helper.make_node("LeakyRelu", [f"c{r}"], [out], alpha=0.1)]
         elif op == "Reshape":
             inits.append(numpy_helper.from_array(np.array([1, c * 4, size // 2, size // 2], np.int64), "shape"))
             nodes.append(helper.make_node("Reshape", [prev, "shape"], [out]))

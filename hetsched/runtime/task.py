@@ -73,7 +73,8 @@ def make_task(graph: Graph, opts: DetectOptions) -> Task:
         pre = PreConfig(hw, letterbox=True if opts.letterbox is None else opts.letterbox)
         decode = lambda outs, box: yolo.postprocess(outs, cfg, box)  # noqa: E731
     elif kind in exports.KINDS:
-        # the exporters' own pre-processing: grey 114 padding; YOLOX takes BGR 0-255 unscaled
+        # as the exporters' models expect: grey 114 padding (centred, where YOLOX's own code pads
+        # bottom-right: the boxes map back right either way), YOLOX takes BGR 0-255 unscaled
         yolox = kind == "yolox"
         pre = PreConfig(hw, letterbox=True if opts.letterbox is None else opts.letterbox,
                         rgb=not yolox, scale=1.0 if yolox else 1.0 / 255.0, pad_value=114)
