@@ -104,6 +104,8 @@ def test_cli_profile_board(tmp_path, capsys):
                  "-o", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["source"] == "modeled" and d["board"]["precision"] == "int8"
+    assert d["schema"] == "hetsched.profile/2"             # the board's version-2 terms, per PE
+    assert d["stage_overhead_ms"]["dla1"] > 0 and d["contention"]["gpu"]["dla0"] > 0
     assert main(["profile", "tiny-yolov3", "--board", "jetson-nano", "-o", str(out)]) == 1
     assert "no board 'jetson-nano'" in capsys.readouterr().err
 
