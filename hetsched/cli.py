@@ -278,6 +278,8 @@ def cmd_run(args) -> int:
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     source = open_source(spec.source, spec.frames)   # a bad source fails before any profiling
     g, _ = job.load_model(spec.model, spec.workdir)
+    from .runtime.task import make_task
+    make_task(g, spec.detect)                         # and so does a detect kind the outputs do not fit
     prof = None
     if spec.profile:
         prof = profile.load(spec.profile)

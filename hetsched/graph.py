@@ -177,7 +177,8 @@ def load(source, input_shapes: dict[str, list[int]] | None = None) -> Graph:
 
 def _read(path: Path) -> onnx.ModelProto:
     if not path.exists():
-        raise GraphError(f"{path}: no such model file")
+        where = "" if path.is_absolute() else f" (relative paths are read from the current folder, {Path.cwd()})"
+        raise GraphError(f"{path}: no such model file{where}")
     if path.is_dir():
         raise GraphError(f"{path}: is a folder, not an ONNX file")
     data = path.read_bytes()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Run ON a Jetson board (JetPack's Python with TensorRT and cuda-python): measure a
-`hetsched.profile/1` of a model on the board's GPU and DLA cores, and its power.
+"""Run ON a Jetson board (JetPack's Python with TensorRT and cuda-python): measure a profile
+of a model on the board's GPU and DLA cores, and its power.
 
 Per layer and PE, the layer alone is built as a TensorRT engine (FP16 by default) and timed with
 `execute_async_v3`; on a DLA it is built without GPU fallback, so a layer the DLA cannot run
@@ -32,6 +32,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+try:
+    import numpy  # noqa: F401,E402  (hetsched's dependencies: say so in one line if they are missing)
+except ImportError as e:
+    sys.exit(f"jetson_profile.py: {e}; install hetsched's dependencies first (pip install -e .)")
 
 from hetsched import graph, profile  # noqa: E402
 from hetsched.engines import EngineError, EngineOptions  # noqa: E402
@@ -87,17 +92,18 @@ def settle(args) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("model", nargs="?", help="ONNX model to profile (required unless --settle / --write-probes)")
     ap.add_argument("--settle", metavar="BOARD", help="print, for each assumed figure of BOARD, the "
                                                       "measurement on the board that would replace it")
     ap.add_argument("--write-probes", metavar="DIR", help="write the probe models --settle's commands use")
-    ap.add_argument("--pes", default="gpu,dla0,dla1")
+    ap.add_argument("--pes", default="gpu,dla0,dla1", help="accelerator PEs to profile, comma-separated")
     ap.add_argument("--cpu", default="cpu0", help="CPU PEs to profile too (the first is the host), e.g. cpu0-7")
-    ap.add_argument("--precision", default="fp16", choices=["fp16", "int8", "fp32"])
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("-o", "--output")
+    ap.add_argument("--precision", default="fp16", choices=["fp16", "int8", "fp32"],
+                    help="TensorRT precision of the per-layer engines")
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per layer and PE (median)")
+    ap.add_argument("-o", "--output", help="profile JSON to write (required to profile)")
     args = ap.parse_args()
     if args.settle or args.write_probes:
         return settle(args)

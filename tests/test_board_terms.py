@@ -109,9 +109,12 @@ def test_plan_shows_where_the_terms_bite(toy, tmp_path, capsys):
     profile.save(model_profile(two_convs(), toy, "fp16"), path)
     saved = json.loads(path.read_text())
     assert saved["stage_overhead_ms"]["dla0"] == 0.2 and saved["contention"]["gpu"]["dla1"] == 0.1
-    assert main(["plan", str(path), "--pe", "gpu,dla0,dla1"]) == 0
-    out = capsys.readouterr().out
-    assert "slowdown" in out and "overhead" in out and "%" in out
+    assert main(["plan", str(path), "--pe", "dla0,dla1", "--method", "replicate"]) == 0
+    out = capsys.readouterr().out       # both DLAs: each slowed by the other, each paying 0.2 ms
+    assert "x factor" in out and "slowdown" in out and "overhead" in out and "%" in out
+    assert main(["plan", str(path), "--pe", "gpu"]) == 0
+    out = capsys.readouterr().out       # one PE: nothing contends, only the overhead column
+    assert "slowdown" not in out and "(overhead: the share of each PE's load that the per-stage" in out
 
 
 def test_board_terms_name_only_kinds_the_board_has(tmp_path):

@@ -53,8 +53,10 @@ def format_plan(profile: Profile, plan: Plan) -> str:
                 if pe in used else f"{'-':>10}"
         rows.append(row + ("  <- bottleneck" if abs(load - plan.bottleneck_ms) <= 1e-12 else ""))
     if slowed or overhead:
-        rows.append("(slowdown, overhead: the share of each PE's load that contention and the "
-                    "per-stage overhead add)")
+        parts = [(n, w) for n, w, on in (("slowdown", "contention", slowed),
+                                         ("overhead", "the per-stage overhead", overhead)) if on]
+        rows.append(f"({', '.join(n for n, _ in parts)}: the share of each PE's load that "
+                    f"{' and '.join(w for _, w in parts)} add{'' if len(parts) > 1 else 's'})")
     limit = subgraph_limit(profile)
     counts = dla_subgraphs(profile, plan.stages, plan.dla_fallback)
     if limit and plan.dla_fallback and counts:

@@ -96,8 +96,9 @@ MEASUREMENTS = [
     Measurement("pes.dla*.peak_gflops.*",
                 "sudo cat /sys/kernel/debug/bpmp/debug/clk/dla0_core/rate (path as on JetPack 4/5; "
                 "`ls /sys/kernel/debug/bpmp/debug/clk | grep -i dla` if it differs)",
-                "the DLA clock in Hz: peak = MACs per cycle (1024 FP16 / 2048 INT8 if nv_full) x 2 "
-                "x clock; 1395200000 Hz on Xavier MAXN if the assumed clock is right"),
+                "the DLA clock in Hz: peak = MACs per cycle x 2 x clock, with the MACs per cycle the "
+                "figure's source assumes (Xavier's NVDLA v1: 1024 FP16 / 2048 INT8, so 1395200000 Hz "
+                "at MAXN if its assumed clock is right; for other boards the source says)"),
     Measurement("pes.cpu.peak_gflops.*",
                 "sudo jetson_clocks --show; hetsched profile probes/conv3x3_c64_104x104.onnx --pe cpu0 -o c.json",
                 "the CPU MaxFreq line for the clock; the probe's FLOPs over its time in c.json for "
