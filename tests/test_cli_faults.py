@@ -102,7 +102,7 @@ def plan_file(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("phase", ["start-up", "profile cpu0,cpu1:", "contention"])
+@pytest.mark.parametrize("phase", ["start-up", "whole-model rounds on cpu0,cpu1", "contention"])
 def test_profile_stops_within_a_second(tmp_path, sig, phase):
     p = hetsched("profile", "tiny-yolov2", "--size", "96", "--pe", "cpu0,cpu1", "-o", "p.json",
                  cwd=tmp_path)
@@ -110,7 +110,7 @@ def test_profile_stops_within_a_second(tmp_path, sig, phase):
         # importing onnx and onnxruntime, building the model: past the first ~0.1 s (before
         # hetsched's handlers exist, Python's own defaults apply) and before any profiling
         time.sleep(1.0)
-        assert "profile cpu" not in _texts(tmp_path)[1]
+        assert "whole-model rounds" not in _texts(tmp_path)[1]
     else:
         wait_for(p, tmp_path, phase)
     took, _, err = stop(p, sig, tmp_path)
@@ -126,7 +126,7 @@ def test_profile_stops_within_a_second(tmp_path, sig, phase):
 def test_bench_stopped_while_profiling_exits_130(tmp_path):
     p = hetsched("bench", "--model", "tiny-yolov2", "--size", "96", "--frames", "5",
                  "--repeat", "1", cwd=tmp_path)
-    wait_for(p, tmp_path, "profile cpu")
+    wait_for(p, tmp_path, "whole-model rounds")
     took, _, err = stop(p, signal.SIGINT, tmp_path)
     assert p.returncode == 130 and "error" not in err, err
     assert err.strip().splitlines()[-1].startswith("hetsched: stopped by SIGINT; ")

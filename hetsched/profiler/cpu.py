@@ -133,7 +133,8 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
                 for p, w in workers.items():     # PEs interleaved, round by round
                     w.call(lambda t=traces[p], keep=i >= warmup: t.round(keep))
                 if progress:
-                    progress(f"profile {','.join(workers)}", i + 1, total)
+                    progress(f"whole-model rounds on {','.join(workers)} ({warmup} warm-up + {runs})",
+                             i + 1, total)
             results = {p: workers[p].call(lambda t=traces[p]: t.finish(graph, warmup))
                        for p in workers}
             del traces
@@ -164,6 +165,8 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
             progress("contention", 0, 1)
         cont = runtime_terms.contention(data, {pe.name: pe.extra["cores"] for pe in pes}, threads,
                                         optimization)
+        if progress:
+            progress("contention", 1, 1)
     if progress:
         progress("transfer", 0, 1)
     transfer, transfer_info = measure_transfers(pes)
