@@ -36,6 +36,7 @@ from .profiler.roofline import model_profile
 class CalibrationError(HetschedError):
     pass
 
+
 JEDI_YOLOV2 = {"gpu_only_fps": 187.0, "pipeline_fps": 295.0, "int8_gpu_only_fps": 401.0,
                "int8_pipeline_fps": 502.0, "cuts_tkdnn": [2, 23, 34, 54], "cuts_ours": [1, 22, 33]}
 
@@ -75,13 +76,11 @@ def calibrate_xavier(graph, board: Board) -> dict:
     e_gpu = _bisect(gpu_fps, JEDI_YOLOV2["gpu_only_fps"])
     board.efficiency["gpu"]["Conv"] = e_gpu
 
-    interval = 1000.0 / JEDI_YOLOV2["pipeline_fps"]
-
     def dla_speed(e):   # increasing in e: the frame rate the busier DLA stage alone would allow
         board.efficiency["dla"]["Conv"] = e
         loads = predictions(graph, board, "fp16")["pipeline_pe_load_ms"]
         return 1000.0 / max(loads["dla0"], loads["dla1"])
-    e_dla = _bisect(dla_speed, 1000.0 / interval)
+    e_dla = _bisect(dla_speed, JEDI_YOLOV2["pipeline_fps"])
     board.efficiency["dla"]["Conv"] = e_dla
     for name, e in (("GPU", e_gpu), ("DLA", e_dla)):
         if e > 1.0:

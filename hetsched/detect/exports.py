@@ -177,12 +177,9 @@ def decoder(kind: str, graph: Graph, hw: tuple[int, int], conf: float = 0.25, io
         if threshold:
             keep = scores > conf
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        if suppress:
-            order = nms(boxes, scores, iou, None if class_agnostic else classes, max_det)
-            boxes, scores, classes = boxes[order], scores[order], classes[order]
-        else:
-            order = np.argsort(-scores, kind="stable")[:max_det]
-            boxes, scores, classes = boxes[order], scores[order], classes[order]
+        order = nms(boxes, scores, iou, None if class_agnostic else classes, max_det) if suppress \
+            else np.argsort(-scores, kind="stable")[:max_det]
+        boxes, scores, classes = boxes[order], scores[order], classes[order]
         return Detections(box.to_frame(boxes.astype(np.float32)), scores.astype(np.float32),
                           classes.astype(np.int64), names)
 
@@ -209,6 +206,6 @@ def decoder(kind: str, graph: Graph, hw: tuple[int, int], conf: float = 0.25, io
             gx, gy, stride = (g[cand] for g in grid)
             xywh = np.stack([(xywh[:, 0] + gx) * stride, (xywh[:, 1] + gy) * stride,
                              np.exp(xywh[:, 2]) * stride, np.exp(xywh[:, 3]) * stride], axis=1)
-        return finish(_xywh_to_xyxy(xywh), scores[cand], classes[cand], box)
+        return finish(_xywh_to_xyxy(xywh), scores[cand], classes[cand], box, threshold=False)
 
     return decode
