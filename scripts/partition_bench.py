@@ -116,18 +116,10 @@ def detector_like(n: int, pes, seed: int = 0) -> profile.Profile:
         "transfer": {"default": {"latency_ms": 0.02, "ms_per_mb": 0.01}}})
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profiles", default="profiles")
-    ap.add_argument("--synthetic", action="store_true",
-                    help="add seeded 300-layer 4- and 5-PE profiles, skip-heavy 40-120 x 4 ones and "
-                         "densenet-yolo / unet-yolo modeled on the Xavier")
-    ap.add_argument("--time-limit", type=float, default=10.0, help="seconds for the exact search")
-    ap.add_argument("--only", metavar="TEXT[,TEXT]", help="only the profiles whose name contains a TEXT")
-    ap.add_argument("-o", "--output", default="partition_bench.json")
-    args = ap.parse_args(argv)
+def build_cases(profiles_dir, with_synthetic: bool) -> list[tuple[str, profile.Profile, list[str] | None]]:
+    """(name, profile, allowed PEs or None) for every case the table covers."""
     cases = []
-    for path in sorted(Path(args.profiles).rglob("*.json")):
+    for path in sorted(Path(profiles_dir).rglob("*.json")):
         try:
             prof = profile.load(path)
         except HetschedError:
@@ -136,7 +128,7 @@ def main(argv=None) -> int:
         accel = [p for p, pe in prof.pes.items() if pe.kind != "cpu"]
         if any(prof.pes[p].kind == "dla" for p in accel) and len(accel) < len(prof.pes):
             cases.append((f"{path.stem} [{'+'.join(accel)}]", prof, accel))  # JEDI's setting
-    if args.synthetic:
+    if with_synthetic:
         for name, make, pes in [("synthetic", synthetic, 4), ("synthetic", synthetic, 5),
                                 ("detector-like", detector_like, 4),
                                 ("detector-like", detector_like, 5)]:
@@ -153,6 +145,20 @@ def main(argv=None) -> int:
         for n, seed in [(40, 0), (60, 1), (80, 2), (100, 3), (120, 4), (100, 5)]:
             cases.append((f"skip-heavy-{n}x4-s{seed}",
                           skip_heavy(n, ["cpu0", "gpu", "dla0", "dla1"], seed), None))
+    return cases
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profiles", default="profiles")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="add seeded 300-layer 4- and 5-PE profiles, skip-heavy 40-120 x 4 ones and "
+                         "densenet-yolo / unet-yolo modeled on the Xavier")
+    ap.add_argument("--time-limit", type=float, default=10.0, help="seconds for the exact search")
+    ap.add_argument("--only", metavar="TEXT[,TEXT]", help="only the profiles whose name contains a TEXT")
+    ap.add_argument("-o", "--output", default="partition_bench.json")
+    args = ap.parse_args(argv)
+    cases = build_cases(args.profiles, args.synthetic)
     if args.only:
         cases = [c for c in cases if any(t in c[0] for t in args.only.split(","))]
     rows = []

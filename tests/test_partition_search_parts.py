@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hetsched.partition import beam, completion, stategraph
-from hetsched.partition.cost import evaluate, validate
+from hetsched.partition.cost import CostIndex, Stage, evaluate, validate
 from hetsched.partition.groups import stage_groups, stages_from_path
 
 from partition_helpers import brute_force, close, instances, instances_v2
@@ -86,3 +86,104 @@ def test_beam_proposes_valid_plans(case):
         assert paths, "the beam proposed nothing though a plan exists"
     for path in paths:
         validate(prof, stages_from_path(groups, path), replication=replication, max_stages=max_stages)
+
+
+def _external(prof, first, last):
+    """Reference: the tensors layers first..last read that an earlier layer (or the host) made,
+    in the order they are first read, with the producing layer (-1: a graph input)."""
+    made = {t: i for i, layer in enumerate(prof.layers) for t in layer.outputs}
+    out = {}
+    for i in range(first, last + 1):
+        for t in prof.layers[i].inputs:
+            j = made.get(t, -1)
+            if j < first and t not in out:
+                out[t] = j
+    return list(out.items())
+
+
+@pytest.mark.parametrize("case", ALL[::2])
+def test_cost_index_finds_a_stages_external_inputs(case):
+    prof = CASES[case][0]
+    index = CostIndex(prof)
+    n = len(prof.layers)
+    for a in range(n):
+        for b in range(a, n):
+            assert index.external(a, b) == _external(prof, a, b)
+
+
+@pytest.mark.parametrize("case", ALL[::4])
+def test_a_shared_index_prices_as_a_fresh_one(case):
+    """`evaluate`'s memo of stage terms in the index never changes a price."""
+    prof, replication, max_stages, names, groups = _setup(case)
+    shared = CostIndex(prof)
+    rng = np.random.default_rng(200 + case)
+    n = len(prof.layers)
+    for _ in range(60):
+        k = int(rng.integers(1, min(n, 5) + 1))
+        lasts = sorted(rng.choice(np.arange(n - 1), k - 1, replace=False).tolist()) + [n - 1]
+        firsts = [0] + [e + 1 for e in lasts[:-1]]
+        stages = [Stage(groups[int(rng.integers(len(groups)))], a, e) for a, e in zip(firsts, lasts)]
+        a, b = evaluate(prof, stages, check=False, index=shared), evaluate(prof, stages, check=False)
+        assert a.key() == b.key() and a.pe_load_ms == b.pe_load_ms
+
+
+def _rest_path_load(rest, path, npe):
+    """What `Rest`'s tables add along a path (one group index per layer), per PE then latency."""
+    total, last = rest.start.copy(), len(rest.groups)
+    for i, g in enumerate(path):
+        total = total + (rest.extend[i][g] if g == last else rest.open[i][last, g])
+        last = g
+    return total
+
+
+@pytest.mark.parametrize("case", ALL[::3])
+def test_rest_prices_a_path_as_evaluate_does_but_for_skipping_tensors(case):
+    """Rest forgets only where a tensor skipping from an older stage came from: on a random path
+    it never prices above `cost.evaluate` (with the whole set used), and exactly where every
+    stage reads its inputs at its first layer, from the layer before or the host."""
+    prof, replication, _, names, groups = _setup(case)
+    rest = completion.Rest(prof, names, groups)
+    rng = np.random.default_rng(100 + case)
+    for _ in range(40):
+        path, last = [], len(groups)
+        for i in range(len(prof.layers)):
+            ok = [g for g in range(len(groups)) if np.isfinite(
+                rest.extend[i][g] if g == last else rest.open[i][last, g]).all()]
+            if not ok:
+                break
+            last = int(rng.choice(ok)) if rng.random() < 0.5 or last not in ok else last
+            path.append(last)
+        else:
+            stages = stages_from_path(groups, path)
+            if {p for s in stages for p in s.pes} != set(names):
+                continue
+            plan = evaluate(prof, stages, check=False)
+            total = _rest_path_load(rest, path, len(names))
+            for k, p in enumerate(names):
+                assert total[k] <= plan.pe_load_ms[p] * (1 + 1e-9) + 1e-12
+            # Rest charges the inputs of a stage's first layer from the layer before it or the host
+            chained = all((src == s.first - 1 or src < 0) and t in prof.layers[s.first].inputs
+                          for s in stages for t, src in _external(prof, s.first, s.last))
+            if chained:
+                for k, p in enumerate(names):
+                    assert close(total[k], plan.pe_load_ms[p], 1e-9)
+                assert close(total[-1], plan.latency_ms, 1e-9)
+
+
+@pytest.mark.parametrize("case", ALL[::4])
+def test_beam_bar_keeps_what_the_unpruned_beam_keeps_below_it(case):
+    """Pruning at `bar` drops only proposals priced above it: the pruned beam returns the
+    unpruned beam's proposals whose (Rest-priced) largest load is at most `bar`, in order."""
+    prof, replication, max_stages, names, groups = _setup(case)
+    rest = completion.Rest(prof, names, groups)
+    free = beam.interleaved(rest, len(names), max_stages, keep=50)
+    if len(free) < 2:
+        return
+    loads = [float(_rest_path_load(rest, p, len(names))[:-1].max()) for p in free]
+    levels = sorted(set(loads))
+    if len(levels) < 2:
+        return
+    k = len(levels) // 2
+    bar = (levels[k - 1] + levels[k]) / 2     # between two proposals, so no rounding decides
+    want = [p for p, v in zip(free, loads) if v <= bar][:4]
+    assert beam.interleaved(rest, len(names), max_stages, bar=bar) == want

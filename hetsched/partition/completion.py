@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..profile import Profile
-from .cost import runnable
+from .cost import sources
 from .stategraph import StateGraph, cached_transfers, mean_in, pricing
 
 
@@ -51,7 +51,7 @@ class Rest:
 
     def __init__(self, profile: Profile, names: list[str], groups: list[tuple[str, ...]]):
         layers = profile.layers
-        npe, ng = len(names), len(groups)
+        n, npe, ng = len(layers), len(names), len(groups)
         idx = {p: k for k, p in enumerate(names)}
         outputs = set(profile.graph_outputs)
         producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
@@ -60,40 +60,57 @@ class Rest:
         self.start, self.floor = start_load(profile, names)
         xfer = cached_transfers(profile)
         factor, over = pricing(profile, names, groups)
-        self.extend, self.open = [], []
+        # per layer and PE: compute plus the graph outputs sent to the host (nan: cannot run),
+        # what graph inputs cost to receive from the host, and the pair matrix of what the
+        # previous layer's outputs cost to send (src PE x dst PE); every group is a mix of these
+        own_pe = np.full((n, npe), np.nan)
+        host_in = np.zeros((n, npe))
+        prev = np.zeros((n, npe, npe))
         for i, layer in enumerate(layers):
-            ext = np.full((ng, npe + 1), np.inf)
-            opn = np.full((ng + 1, ng, npe + 1), np.inf)
-            for h, group in enumerate(groups):
-                if not runnable(profile, group, i):
-                    continue
-                k = len(group)
-                own = np.zeros(npe + 1)
-                for m, p in enumerate(group):
-                    c = layer.cost_ms[p] + sum(xfer(p, host, t) for t in layer.outputs
-                                               if t in outputs)
-                    own[idx[p]] += c * factor[idx[p]] / k
-                    if m == 0:
-                        own[npe] = c * factor[idx[p]]
-                ext[h] = own
-                for g in range(ng + 1):
-                    if g == h:
-                        continue
-                    row = own + over[h]
-                    for t in dict.fromkeys(layer.inputs):
-                        j = producer.get(t)
-                        if j is None:
-                            source = (host,)
-                        elif j == i - 1 and g < ng:
-                            source = groups[g]
-                        else:
-                            continue   # made by an older stage whose group this state does not know
-                        for m, p in enumerate(group):
-                            row[idx[p]] += mean_in(xfer, source, p, k, m, t) * factor[idx[p]] / k
-                        row[npe] += xfer(source[0], group[0], t) * factor[idx[group[0]]]
-                    opn[g, h] = row
-            self.extend.append(ext)
-            self.open.append(opn)
+            for p in names:
+                c = layer.cost_ms.get(p)
+                if c is not None:
+                    own_pe[i, idx[p]] = c + sum(xfer(p, host, t) for t in layer.outputs if t in outputs)
+            for t in dict.fromkeys(layer.inputs):
+                j = producer.get(t)
+                if j is None:
+                    host_in[i] += [xfer(host, p, t) for p in names]
+                elif j == i - 1:
+                    prev[i] += [[xfer(a, b, t) for b in names] for a in names]
+        # member weights (1/k on the group's PEs, factor applied), the first member, and for a
+        # stage on group g handing over to h the mean over S(r) as weights on (src, dst) pairs
+        member = np.zeros((ng, npe))
+        first = np.zeros((ng, npe))
+        pair = np.zeros((ng, ng, npe, npe))
+        for h, group in enumerate(groups):
+            k = len(group)
+            for m, p in enumerate(group):
+                member[h, idx[p]] = factor[idx[p]] / k
+                for g, src in enumerate(groups):
+                    members = sources(len(src), k, m)
+                    for q in members:
+                        pair[g, h, idx[src[q]], idx[p]] += 1.0 / len(members)
+            first[h, idx[group[0]]] = factor[idx[group[0]]]
+        ok = ~np.isnan(own_pe)
+        run = ~(~ok[:, None, :] & (member > 0)[None]).any(axis=2)                  # n x ng
+        own = np.nan_to_num(own_pe)
+        ext = np.concatenate([member[None] * own[:, None, :],
+                              (own @ first.T)[:, :, None]], axis=2)               # n x ng x npe+1
+        # the transfer a stage on h pays for its inputs: from the host (any g) and from the
+        # previous layer's group g (rows g < ng; row ng, before the first layer, pays nothing)
+        recv = np.zeros((n, ng + 1, ng, npe + 1))
+        recv[:, :, :, :npe] += (member[None] * host_in[:, None, :])[:, None]
+        recv[:, :, :, npe] += (host_in @ first.T)[:, None, :]
+        moved = np.einsum("ghab,iab->ighb", pair, prev)                           # n x g x h x dst
+        recv[:, :ng, :, :npe] += moved * member[None, None]
+        firsts = [idx[g[0]] for g in groups]
+        recv[:, :ng, :, npe] += prev[:, firsts][:, :, firsts] * factor[firsts][None, None]
+        opn = ext[:, None] + over[None, None] + recv
+        for g in range(ng):
+            opn[:, g, g] = np.inf
+        ext[~run] = np.inf
+        opn[~np.broadcast_to(run[:, None, :], opn.shape[:3])] = np.inf
+        self.extend, self.open = ext, opn
 
     def to_go(self, costs, max_stages: int) -> np.ndarray:
         """V[i, k, g, s] for i = 0..n: the least total of `costs(vectors)` (vectors: ... x PEs+1

@@ -14,6 +14,7 @@ U is the set of PEs the plan's stages use. For stage j with PE group G_j and mem
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from math import gcd
 
@@ -250,21 +251,63 @@ def subgraph_excess(profile: Profile, stages: list[Stage], dla_fallback: bool = 
 class CostIndex:
     """What pricing a plan needs from a profile, computed once: per-PE prefix sums of compute
     (null costs as 0: `validate` keeps nulls out of stages), each layer's inputs with the index
-    of their producer (-1 for graph inputs), and the graph outputs each layer produces."""
+    of their producer (-1 for graph inputs), the graph outputs each layer produces, and per
+    layer the tensors made before it that it or a later layer reads, so that a stage finds its
+    external inputs among the few live tensors at its first layer instead of reading every
+    layer it holds (the heuristic prices thousands of plans)."""
 
     def __init__(self, profile: Profile):
-        producer = {t: i for i, layer in enumerate(profile.layers) for t in layer.outputs}
+        layers = profile.layers
+        producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
         outputs = set(profile.graph_outputs)
         self.prefix: dict[str, list[float]] = {}
         for pe in profile.pes:
             acc, run = [0.0], 0.0
-            for layer in profile.layers:
+            for layer in layers:
                 run += layer.cost_ms.get(pe) or 0.0
                 acc.append(run)
             self.prefix[pe] = acc
         self.inputs = [[(t, producer.get(t, -1)) for t in dict.fromkeys(layer.inputs)]
-                       for layer in profile.layers]
-        self.outputs = [[t for t in layer.outputs if t in outputs] for layer in profile.layers]
+                       for layer in layers]
+        self.outputs = [[t for t in layer.outputs if t in outputs] for layer in layers]
+        self.output_layers = [i for i, made in enumerate(self.outputs) if made]
+        # reads[t]: (layer, position among its inputs) of every read, in layer order
+        reads: dict[str, list[tuple[int, int]]] = {}
+        for i, ins in enumerate(self.inputs):
+            for pos, (t, _) in enumerate(ins):
+                reads.setdefault(t, []).append((i, pos))
+        self.producer = {t: producer.get(t, -1) for t in reads}
+        self.reads = reads
+        self.read_layers = {t: [i for i, _ in r] for t, r in reads.items()}
+        self.live: list[tuple[str, ...]] = []
+        born: dict[int, list[str]] = {}
+        for t, j in self.producer.items():
+            born.setdefault(j, []).append(t)
+        current = list(born.get(-1, []))
+        for i in range(len(layers)):
+            self.live.append(tuple(current))
+            current = [t for t in current if self.read_layers[t][-1] > i] + \
+                [t for t in born.get(i, []) if self.read_layers[t][-1] > i]
+        self._xfer: dict = {}
+        self.stage_costs: dict = {}   # `evaluate`'s memo of stage terms
+
+    def external(self, first: int, last: int) -> list[tuple[str, int]]:
+        """The tensors made before layer `first` that layers first..last read, with their
+        producer, in the order those layers first read them."""
+        found = []
+        for t in self.live[first]:
+            r = self.read_layers[t]
+            k = bisect_left(r, first)
+            if r[k] <= last:
+                found.append((self.reads[t][k], t))
+        found.sort()
+        return [(t, self.producer[t]) for _, t in found]
+
+    def transfer(self, profile: Profile, src: str, dst: str, t: str) -> float:
+        v = self._xfer.get((src, dst, t))
+        if v is None:
+            v = self._xfer[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
+        return v
 
 
 def used_pes(stages: list[Stage]) -> frozenset[str]:
@@ -291,41 +334,57 @@ def evaluate(profile: Profile, stages: list[Stage], method: str = "manual", *,
     load[host] += profile.host_ms
     latency = profile.host_ms
     costs = []
+    used_key = (used, gpu)
     for j, s in enumerate(stages):
-        external: dict[str, tuple[str, ...]] = {}
-        produced_outputs: list[str] = []
-        for i in range(s.first, s.last + 1):
-            for t, src_layer in index.inputs[i]:
-                if src_layer < s.first and t not in external:
-                    external[t] = (host,) if src_layer < 0 else \
-                        stages[_stage_of(stages, src_layer, j)].pes
-            produced_outputs.extend(index.outputs[i])
-        k = len(s.pes)
-        comp, tin, tout = {}, {}, {}
-        for r, pe in enumerate(s.pes):
-            pre = index.prefix[pe]
-            comp[pe] = pre[s.last + 1] - pre[s.first]
-            tin[pe] = sum(sum(profile.transfer_ms(src[m], pe, profile.tensors[t])
-                              for m in sources(len(src), k, r)) / len(sources(len(src), k, r))
-                          for t, src in external.items())
-            tout[pe] = sum(profile.transfer_ms(pe, host, profile.tensors[t]) for t in produced_outputs)
-        first_in = sum(profile.transfer_ms(src[0], s.pes[0], profile.tensors[t])
-                       for t, src in external.items())
-        extra = {}
-        for pe in s.pes:
-            if fallback and profile.pes[pe].kind == "dla":
-                extra[pe], gpu_ms = _islands(profile, index, s, pe, gpu)
-                load[gpu] += gpu_ms * factor.get(gpu, 1.0) / k
-        sc = StageCost(comp, tin, tout, extra, {p: factor[p] for p in s.pes},
-                       {p: profile.overhead_ms(p) for p in s.pes}, first_in, tuple(s.pes),
-                       tuple((profile.tensors[t], src) for t, src in external.items()))
+        external = {t: (host,) if src_layer < 0 else stages[_stage_of(stages, src_layer, j)].pes
+                    for t, src_layer in index.external(s.first, s.last)}
+        # a stage's terms depend only on it, where its inputs come from and U: refining prices
+        # hundreds of plans that differ in one cut, so the other stages are looked up
+        key = (s, used_key, tuple(external.values()))
+        hit = index.stage_costs.get(key)
+        if hit is None:
+            if len(index.stage_costs) > 200_000:
+                index.stage_costs.clear()
+            hit = index.stage_costs[key] = _stage_cost(profile, index, s, external, factor, gpu)
+        sc, gpu_ms = hit
+        if gpu_ms:
+            load[gpu] += gpu_ms
         costs.append(sc)
+        k = len(s.pes)
         for pe in s.pes:
             load[pe] += sc.time_ms(pe) / k
         latency += sc.first_ms()
     bottleneck = max(load.values())
     fps = 1000.0 / bottleneck if bottleneck > 0 else float("inf")
     return Plan(method, list(stages), bottleneck, fps, latency, load, costs, dla_fallback=fallback)
+
+
+def _stage_cost(profile: Profile, index: CostIndex, s: Stage, external: dict, factor: dict,
+                gpu: str | None) -> tuple[StageCost, float]:
+    """Stage s's terms, and what its fallback islands add to the GPU's load (`gpu` given:
+    `--dla-fallback`)."""
+    host, xfer = profile.host, index.transfer
+    produced_outputs = [t for i in index.output_layers[bisect_left(index.output_layers, s.first):
+                                                       bisect_right(index.output_layers, s.last)]
+                        for t in index.outputs[i]]
+    k = len(s.pes)
+    comp, tin, tout = {}, {}, {}
+    for r, pe in enumerate(s.pes):
+        pre = index.prefix[pe]
+        comp[pe] = pre[s.last + 1] - pre[s.first]
+        tin[pe] = sum(sum(xfer(profile, src[m], pe, t) for m in sources(len(src), k, r))
+                      / len(sources(len(src), k, r)) for t, src in external.items())
+        tout[pe] = sum(xfer(profile, pe, host, t) for t in produced_outputs)
+    first_in = sum(xfer(profile, src[0], s.pes[0], t) for t, src in external.items())
+    extra, gpu_load = {}, 0.0
+    for pe in s.pes:
+        if gpu is not None and profile.pes[pe].kind == "dla":
+            extra[pe], gpu_ms = _islands(profile, index, s, pe, gpu)
+            gpu_load += gpu_ms * factor.get(gpu, 1.0) / k
+    sc = StageCost(comp, tin, tout, extra, {p: factor[p] for p in s.pes},
+                   {p: profile.overhead_ms(p) for p in s.pes}, first_in, tuple(s.pes),
+                   tuple((profile.tensors[t], src) for t, src in external.items()))
+    return sc, gpu_load
 
 
 def _islands(profile: Profile, index: CostIndex, s: Stage, pe: str, gpu: str) -> tuple[float, float]:

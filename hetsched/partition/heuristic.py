@@ -19,7 +19,8 @@ stage times match, then refine.
    beam search over layers, ranked by the Lagrangian bound of the rest); they are priced and
    refined the same way and compete with the balanced ones.
 
-Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps, S stages) plus
+Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps to a relative 1e-6,
+S stages; an order that cannot beat the plans already kept for refinement costs one fill) plus
 O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes) plus the beam's
 (see `beam`); scripts/partition_bench.py reports the solve times and the ratio to the optimum.
 """
@@ -27,6 +28,7 @@ O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes) plus the
 from __future__ import annotations
 
 import time
+from bisect import insort
 from itertools import permutations
 
 import numpy as np
@@ -38,7 +40,7 @@ from .cost import (DEFAULT_MAX_STAGES, CostIndex, Plan, PlanError, Stage, better
                    fallback_gpu, runnable, subgraph_excess)
 from .groups import allowed_pes, check_feasible, pe_sets, stage_groups, stages_from_path
 
-BISECTION_STEPS = 30
+BISECTION_TOLERANCE = 1e-6
 REFINE_TOP = 3
 STEPS = (1, 2, 4, 8, 16)
 
@@ -163,7 +165,8 @@ def _greedy_sandwich(prefix: _Prefix, order, bottleneck: float, terms: _Terms):
 
 
 def _balance(prefix: _Prefix, order, hi: float, profile: Profile):
-    """Smallest bottleneck (to bisection precision) at which the greedy fill covers all layers."""
+    """Smallest bottleneck (to a relative 1e-6) at which the greedy fill covers all layers, or
+    None if it does not at `hi`."""
     if len(order) > prefix.n:
         return None
     terms = _Terms(profile, order)
@@ -171,7 +174,7 @@ def _balance(prefix: _Prefix, order, hi: float, profile: Profile):
     if best is None:
         return None
     lo = 0.0
-    for _ in range(BISECTION_STEPS):
+    while hi - lo > BISECTION_TOLERANCE * hi:
         mid = (lo + hi) / 2
         cuts = _greedy(prefix, order, mid, terms)
         if cuts is None:
@@ -235,6 +238,11 @@ def _runnable(profile: Profile, s: Stage, limits, prefix: _Prefix) -> bool:
     return all(prefix.next_null[p][s.first] > s.last for p in s.pes)
 
 
+def _eligible(profile: Profile, plan: Plan, dla_fallback: bool) -> bool:
+    """Fallback islands can split a DLA stage past what one engine holds."""
+    return not (dla_fallback and subgraph_excess(profile, plan.stages, True))
+
+
 def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool = True,
           max_stages: int = DEFAULT_MAX_STAGES, dla_fallback: bool = False) -> Plan:
     """`dla_fallback`: a DLA stage may hold layers the DLA cannot run; the GPU runs them
@@ -254,25 +262,39 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
           + 2 * max(profile.overhead_ms(p) for p in names) + profile.host_ms) \
         * max(len(g) for g in groups) + 1.0
     priced: list[Plan] = []
+    # Only the best REFINE_TOP priced plans are refined, and refining keeps an order (so its PE
+    # set and contention). Every plan of an order costs at least its balanced bottleneck
+    # (transfers only add), so an order whose greedy fill fails at the REFINE_TOP-th best
+    # bottleneck so far cannot enter the refined set and is not balanced further; the beam
+    # drops partial plans whose bound passes that bar for the same reason.
+    top: list[float] = []
+
+    def bar() -> float:
+        return top[REFINE_TOP - 1] * (1 + 1e-9) if len(top) >= REFINE_TOP else np.inf
+
+    def add(plan: Plan) -> None:
+        priced.append(plan)
+        if _eligible(profile, plan, dla_fallback):
+            insort(top, plan.bottleneck_ms)
+
     for order in _orders(groups, min(max_stages, len(names)), max_stages):
-        spans = _balance(prefix, order, hi, profile)
-        if spans is None:
-            continue
-        priced.append(_price(profile, order, spans, index, limits))
+        spans = _balance(prefix, order, min(hi, bar()), profile)
+        if spans is not None:
+            add(_price(profile, order, spans, index, limits))
     # the beam prices with one PE set's contention factors; without contention that is one
     # pass, with it one per set (`pe_sets`), since the best plan may leave a contending PE idle
     for subset in pe_sets(profile, names):
         sub_groups = [g for g in groups if set(g) <= set(subset)]
-        for path in interleaved(Rest(profile, subset, sub_groups), len(subset), max_stages):
-            priced.append(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
-                                   check=False, index=index, **limits))
+        for path in interleaved(Rest(profile, subset, sub_groups), len(subset), max_stages,
+                                bar=bar()):
+            add(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
+                         check=False, index=index, **limits))
     if not priced:
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
                         f"(a layer no order can place; the optimal planner may still find one)")
     priced.sort(key=lambda p: p.key())
     best = None
-    if dla_fallback:   # fallback islands can split a DLA stage past what one engine holds
-        priced = [p for p in priced if not subgraph_excess(profile, p.stages, True)]
+    priced = [p for p in priced if _eligible(profile, p, dla_fallback)]
     for plan in priced[:REFINE_TOP]:
         refined = _refine(profile, plan, index, limits, prefix)
         if dla_fallback and subgraph_excess(profile, refined.stages, True):
