@@ -163,14 +163,14 @@ def cmd_plan(args) -> int:
         if tried.lower_bound_ms is not None:
             doc["optimal"]["lower_bound_ms"] = tried.lower_bound_ms
         text = (format_comparison(tried) + "\n\nbest: " + shown.method + "\n"
-                + format_plan(prof, shown))
+                + format_plan(prof, shown, opts["pes"]))
         doc = {"best": shown.method, "methods": {m: doc[m] for m in METHODS if m in doc}}
     else:
         extra = {"time_limit_s": args.time_limit, "require_proof": args.require_proof} \
             if args.method == "optimal" else {}
         shown = make_plan(prof, args.method, **opts, **extra)
         doc = {**shown.to_dict(), **_terms_key(prof, shown)}
-        text = format_plan(prof, shown)
+        text = format_plan(prof, shown, opts["pes"])
     print(json.dumps(doc, indent=1) if args.json else text)
     if args.output:
         # a plan file is one plan, the one `run` and `simulate` should take: with --method all,
@@ -292,7 +292,7 @@ def cmd_run(args) -> int:
         _kept.append(str(path))
     plan = job.plan_for(prof, spec.plan, spec.pes, len(prof.layers) if prof else len(g))
     if prof is not None and not args.json:
-        print(format_plan(prof, plan) + "\n")
+        print(format_plan(prof, plan, spec.pes) + "\n")
     pipe = job.build_pipeline(g, prof, plan, spec, source, record=1500 if args.timeline else 0,
                               say=say)
     say(f"running {spec.source} through {len(plan.stages)} stage(s) "

@@ -84,6 +84,12 @@ def test_plan_cli_all_json_plot(example_file, tmp_path, capsys):
     assert main(["plan", str(example_file), "--method", "optimal", "--pes", "cpu0,gpu", "--max-stages", "3"]) == 0
     text = capsys.readouterr().out
     assert "bottleneck" in text and "fps predicted" in text
+    # the per-PE table covers the allowed PEs (and the host where it carries work), no others
+    pe_rows = {line.split()[0] for line in text.splitlines()[text.splitlines().index(
+        next(l for l in text.splitlines() if l.startswith("PE "))) + 1:] if line[:1].isalnum()
+        and not line.startswith(("optimal", "("))}
+    host = profile.load(example_file).host
+    assert pe_rows <= {"cpu0", "gpu", host} and {"cpu0", "gpu"} <= pe_rows
 
 
 @pytest.mark.parametrize("args,match,code", [

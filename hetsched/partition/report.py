@@ -6,10 +6,12 @@ from ..profile import Profile
 from .cost import Plan, dla_subgraphs, subgraph_limit
 
 
-def format_plan(profile: Profile, plan: Plan) -> str:
+def format_plan(profile: Profile, plan: Plan, pes: list[str] | None = None) -> str:
     """The stage table (one row per member of a replicated stage: members read from different
-    producers), then the per-PE load table. Columns for the version-2 terms (contention factor,
-    stage overhead, host work) appear only where a term is non-zero."""
+    producers), then the per-PE load table over `pes` (the PEs the planner was allowed; default
+    every PE of the profile) and any PE that carries load outside them (the host's work).
+    Columns for the version-2 terms (contention factor, stage overhead, host work) appear only
+    where a term is non-zero."""
     layers = profile.layers
     costs = plan.stage_costs
     slowed = any(c.factor.get(p, 1.0) != 1.0 for c in costs for p in c.pes)
@@ -40,6 +42,8 @@ def format_plan(profile: Profile, plan: Plan) -> str:
     rows.append(head)
     for pe in profile.pes:
         load = plan.pe_load_ms.get(pe, 0.0)
+        if pes is not None and pe not in pes and pe not in used and not load:
+            continue
         own = host_ms if pe == profile.host else 0.0
         row = f"{pe:<8}{load - own:>10.3f}" + (f"{own:>10.3f}" if host_ms else "") + f"{load:>10.3f}"
         # where the version-2 terms bite: the share of the load contention and overheads add
