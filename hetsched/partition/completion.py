@@ -130,13 +130,17 @@ class Rest:
         k = e.shape[1]
         V = np.full((n + 1, k, ng + 1, max_stages + 2), np.inf)
         V[n, :, :, :max_stages + 1] = 0.0
+        tmp = np.empty((k, ng + 1, max_stages + 1))
         for i in range(n - 1, -1, -1):
             nxt = V[i + 1]                                             # k x (ng+1) x (S+2)
             cur = V[i]
             cur[:, :ng, :] = e[i][:, :, None] + nxt[:, :ng, :]
-            # open group h from g at stage count s: o[g, h] + V[i+1][h, s+1]
-            opened = (o[i][:, :, :, None] + nxt[:, None, :ng, 1:]).min(axis=2)
-            np.minimum(cur[:, :, :max_stages + 1], opened, out=cur[:, :, :max_stages + 1])
+            # open group h from g at stage count s: o[g, h] + V[i+1][h, s+1], least over h (a
+            # loop over h: a few small operations beat one broadcast over every (g, h, s))
+            head = cur[:, :, :max_stages + 1]
+            for h in range(ng):
+                np.add(o[i][:, :, h, None], nxt[:, None, h, 1:], out=tmp)
+                np.minimum(head, tmp, out=head)
             cur[:, :, max_stages + 1] = np.inf
         return V
 

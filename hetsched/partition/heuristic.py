@@ -40,7 +40,7 @@ from .cost import (DEFAULT_MAX_STAGES, CostIndex, Plan, PlanError, Stage, better
                    fallback_gpu, runnable, subgraph_excess)
 from .groups import allowed_pes, check_feasible, pe_sets, stage_groups, stages_from_path
 
-BISECTION_TOLERANCE = 1e-6
+BISECTION_TOLERANCE = 1e-4
 REFINE_TOP = 3
 BEAM_BUDGET, BEAM_MAX = 300_000, 128
 STEPS = (1, 2, 4, 8, 16)
@@ -226,8 +226,7 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex, limits, prefix: _Pre
                     cand = evaluate(profile, trial, "heuristic", check=False, index=index, **limits)
                     if better(cand, plan):
                         plan, improved = cand, True
-            if improved:
-                break
+                        stages = plan.stages
     return plan
 
 
