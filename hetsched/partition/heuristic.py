@@ -238,6 +238,32 @@ def _runnable(profile: Profile, s: Stage, limits, prefix: _Prefix) -> bool:
     return all(prefix.next_null[p][s.first] > s.last for p in s.pes)
 
 
+class _Pool:
+    """Priced plans that may be refined (those within the DLA subgraph limit), and the bar: the
+    REFINE_TOP-th best bottleneck among them."""
+
+    def __init__(self, profile: Profile, dla_fallback: bool):
+        self.profile, self.dla_fallback = profile, dla_fallback
+        self.plans: list[Plan] = []
+        self.top: list[float] = []
+        self.rejected = 0           # priced plans over the limit
+
+    def add(self, plan: Plan) -> None:
+        if not _eligible(self.profile, plan, self.dla_fallback):
+            self.rejected += 1
+            return
+        self.plans.append(plan)
+        insort(self.top, plan.bottleneck_ms)
+
+    def bar(self) -> float:
+        return self.top[REFINE_TOP - 1] * (1 + 1e-9) if len(self.top) >= REFINE_TOP else np.inf
+
+    def copy(self) -> "_Pool":
+        out = _Pool(self.profile, self.dla_fallback)
+        out.plans, out.top, out.rejected = list(self.plans), list(self.top), self.rejected
+        return out
+
+
 def _beam_width(n: int) -> int:
     """Partial plans the beam keeps per slot. A 300-layer network gets 4; smaller ones get more
     (width ~ 1/n^2, so the beam's n * width work falls as n grows), because there contention
@@ -270,46 +296,42 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     hi = (max(float(prefix.sum[p][-1]) for p in names) * slow
           + 2 * max(profile.overhead_ms(p) for p in names) + profile.host_ms) \
         * max(len(g) for g in groups) + 1.0
-    priced: list[Plan] = []
-    # Only the best REFINE_TOP priced plans are refined, and refining keeps an order (so its PE
-    # set and contention). Every plan of an order costs at least its balanced bottleneck
-    # (transfers only add), so an order whose greedy fill fails at the REFINE_TOP-th best
-    # bottleneck so far cannot enter the refined set and is not balanced further; the beam
+    # Only the best REFINE_TOP priced plans of a pool are refined, and refining keeps an order
+    # (so its PE set and contention). Every plan of an order costs at least its balanced
+    # bottleneck (transfers only add), so an order whose greedy fill fails at the REFINE_TOP-th
+    # best bottleneck so far cannot enter the refined set and is not balanced further; the beam
     # drops partial plans whose bound passes that bar for the same reason.
-    top: list[float] = []
-
-    def bar() -> float:
-        return top[REFINE_TOP - 1] * (1 + 1e-9) if len(top) >= REFINE_TOP else np.inf
-
-    def add(plan: Plan) -> None:
-        priced.append(plan)
-        if _eligible(profile, plan, dla_fallback):
-            insort(top, plan.bottleneck_ms)
-
+    balanced = _Pool(profile, dla_fallback)
     for order in _orders(groups, min(max_stages, len(names)), max_stages):
-        spans = _balance(prefix, order, min(hi, bar()), profile)
+        spans = _balance(prefix, order, min(hi, balanced.bar()), profile)
         if spans is not None:
-            add(_price(profile, order, spans, index, limits))
+            balanced.add(_price(profile, order, spans, index, limits))
+    # One pool per beam width, each with the balanced plans: a wider beam is not better on
+    # every profile (it ranks by `Rest`'s optimistic prices and may crowd the refined set with
+    # plans that refine worse), so the narrow beam's pool always competes too.
+    wide = _beam_width(len(profile.layers))
+    pools = [balanced.copy() for _ in sorted({4, wide})]
     # the beam prices with one PE set's contention factors; without contention that is one
     # pass, with it one per set (`pe_sets`), since the best plan may leave a contending PE idle
     for subset in pe_sets(profile, names):
         sub_groups = [g for g in groups if set(g) <= set(subset)]
-        for path in interleaved(Rest(profile, subset, sub_groups), len(subset), max_stages,
-                                width=_beam_width(len(profile.layers)), bar=bar()):
-            add(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
-                         check=False, index=index, **limits))
-    if not priced:
+        rest = Rest(profile, subset, sub_groups)
+        for pool, width in zip(pools, sorted({4, wide})):
+            for path in interleaved(rest, len(subset), max_stages, width=width, bar=pool.bar()):
+                pool.add(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
+                                  check=False, index=index, **limits))
+    if not any(pool.plans or pool.rejected for pool in pools):
         raise PlanError(f"the heuristic found no plan over {', '.join(names)} "
                         f"(a layer no order can place; the optimal planner may still find one)")
-    priced.sort(key=lambda p: p.key())
-    best = None
-    priced = [p for p in priced if _eligible(profile, p, dla_fallback)]
-    for plan in priced[:REFINE_TOP]:
-        refined = _refine(profile, plan, index, limits, prefix)
-        if dla_fallback and subgraph_excess(profile, refined.stages, True):
-            refined = plan
-        if better(refined, best):
-            best = refined
+    best, refined = None, {}
+    for pool in pools:
+        for plan in sorted(pool.plans, key=lambda p: p.key())[:REFINE_TOP]:
+            key = tuple(plan.stages)
+            if key not in refined:
+                r = _refine(profile, plan, index, limits, prefix)
+                refined[key] = plan if dla_fallback and subgraph_excess(profile, r.stages, True) else r
+            if better(refined[key], best):
+                best = refined[key]
     if dla_fallback:
         # fallback only widens what is allowed: the strict plan is a candidate too (balancing on
         # the fallback view can miss it)
