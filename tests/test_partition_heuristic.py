@@ -86,3 +86,20 @@ def test_interleaved_only_profiles_get_a_plan():
     plan = heuristic.solve(prof)
     assert [s.pes for s in plan.stages] == [("gpu",), ("dla0",), ("gpu",), ("dla0",), ("gpu",)]
     assert plan.key() == pytest.approx(optimal.solve(prof).key())
+
+
+XAVIER = __import__("pathlib").Path(__file__).parents[1] / "profiles" / "jetson-agx-xavier"
+
+
+@pytest.mark.parametrize("name,pes,replication", [
+    ("tiny-yolov3-relu-416.fp16", ["gpu", "dla0", "dla1"], False),   # a wide beam alone: 0.90x
+    ("tiny-yolov3-relu-416.fp16", None, False),
+    ("yolov4-tiny-relu-416.fp16", None, True)])
+def test_a_wide_beam_never_loses_to_the_narrow_one(monkeypatch, name, pes, replication):
+    """Small networks get a wide beam, whose proposals may refine worse than a narrow beam's;
+    the narrow beam's pool is refined too, so widening never loses."""
+    prof = profile.load(XAVIER / f"{name}.json")
+    wide = heuristic.solve(prof, pes=pes, replication=replication)
+    monkeypatch.setattr(heuristic, "_beam_width", lambda n: 4)
+    narrow = heuristic.solve(prof, pes=pes, replication=replication)
+    assert wide.bottleneck_ms <= narrow.bottleneck_ms * (1 + 1e-9)

@@ -17,7 +17,9 @@ stage times match, then refine.
    plans that thread the GPU around the layers a DLA cannot run, which the exact planner found
    up to 1.6x faster on modeled Xavier profiles. `beam.interleaved` proposes such plans (a
    beam search over layers, ranked by the Lagrangian bound of the rest); they are priced and
-   refined the same way and compete with the balanced ones.
+   refined the same way and compete with the balanced ones. The beam is wider on small
+   networks (`_beam_width`), and the plans of a width-4 beam form a second pool refined on its
+   own, because a wider beam is not better everywhere.
 
 Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps to a relative 1e-6,
 S stages; an order that cannot beat the plans already kept for refinement costs one fill) plus
