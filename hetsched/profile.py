@@ -162,6 +162,8 @@ def _req(d: dict, key: str, kind, where: str):
 def _number(value, where: str, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         _fail(where, f"{what} must be a number, got {value!r}")
+    if value == float("inf"):     # JSON's Infinity: a cost no planner can price (null: cannot run)
+        _fail(where, f"{what} is infinite (a layer a PE cannot run has a null cost)")
     if value < 0:
         _fail(where, f"{what} is negative ({value})")
     return float(value)

@@ -45,8 +45,9 @@ def test_close_to_brute_force_and_never_below_it(version):
         ratios.append(best.bottleneck_ms / plan.bottleneck_ms)
     ratios = np.array(ratios)
     assert len(ratios) > 100
-    assert ratios.mean() >= 0.99, f"mean throughput ratio to the optimum {ratios.mean():.3f}"
-    assert ratios.min() >= 0.9, f"worst throughput ratio to the optimum {ratios.min():.3f}"
+    floor_mean, floor_worst = (0.99, 0.9) if version == "v1" else (0.999, 0.99)
+    assert ratios.mean() >= floor_mean, f"mean throughput ratio to the optimum {ratios.mean():.4f}"
+    assert ratios.min() >= floor_worst, f"worst throughput ratio to the optimum {ratios.min():.4f}"
 
 
 def test_exact_search_gives_up_cleanly():
@@ -97,7 +98,8 @@ XAVIER = __import__("pathlib").Path(__file__).parents[1] / "profiles" / "jetson-
     ("yolov4-tiny-relu-416.fp16", None, True)])
 def test_a_wide_beam_never_loses_to_the_narrow_one(monkeypatch, name, pes, replication):
     """Small networks get a wide beam, whose proposals may refine worse than a narrow beam's;
-    the narrow beam's pool is refined too, so widening never loses."""
+    the narrow beam's pool is refined too, so widening never loses. (A guard on that structure:
+    on the first case a wide beam alone loses 10%.)"""
     prof = profile.load(XAVIER / f"{name}.json")
     wide = heuristic.solve(prof, pes=pes, replication=replication)
     monkeypatch.setattr(heuristic, "_beam_width", lambda n: 4)

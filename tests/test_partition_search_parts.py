@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hetsched.partition import beam, completion, stategraph
-from hetsched.partition.cost import CostIndex, Stage, evaluate, validate
+from hetsched.partition.cost import CostIndex, PlanError, Stage, evaluate, validate
 from hetsched.partition.groups import stage_groups, stages_from_path
 
 from partition_helpers import brute_force, close, instances, instances_v2
@@ -113,18 +113,29 @@ def test_cost_index_finds_a_stages_external_inputs(case):
 
 @pytest.mark.parametrize("case", ALL[::4])
 def test_a_shared_index_prices_as_a_fresh_one(case):
-    """`evaluate`'s memo of stage terms in the index never changes a price."""
+    """`evaluate`'s memo of stage terms in the index never changes a price, with fallback on
+    and off and different allowed PEs mixed on one index."""
     prof, replication, max_stages, names, groups = _setup(case)
     shared = CostIndex(prof)
     rng = np.random.default_rng(200 + case)
     n = len(prof.layers)
-    for _ in range(60):
+    gpus = [p for p in names if prof.pes[p].kind == "gpu"]
+    priced = 0
+    for _ in range(300):
         k = int(rng.integers(1, min(n, 5) + 1))
         lasts = sorted(rng.choice(np.arange(n - 1), k - 1, replace=False).tolist()) + [n - 1]
         firsts = [0] + [e + 1 for e in lasts[:-1]]
         stages = [Stage(groups[int(rng.integers(len(groups)))], a, e) for a, e in zip(firsts, lasts)]
-        a, b = evaluate(prof, stages, check=False, index=shared), evaluate(prof, stages, check=False)
+        limits = {"dla_fallback": bool(gpus) and rng.random() < 0.5, "pes": names}
+        try:
+            validate(prof, stages, max_stages=None, **limits)
+        except PlanError:
+            continue
+        a = evaluate(prof, stages, check=False, index=shared, **limits)
+        b = evaluate(prof, stages, check=False, **limits)
         assert a.key() == b.key() and a.pe_load_ms == b.pe_load_ms
+        priced += 1
+    assert priced
 
 
 def _rest_path_load(rest, path, npe):
@@ -187,3 +198,19 @@ def test_beam_bar_keeps_what_the_unpruned_beam_keeps_below_it(case):
     bar = (levels[k - 1] + levels[k]) / 2     # between two proposals, so no rounding decides
     want = [p for p, v in zip(free, loads) if v <= bar][:4]
     assert beam.interleaved(rest, len(names), max_stages, bar=bar) == want
+    # below the root's bound nothing can come in under the bar, and the sweep is skipped
+    weights = np.eye(len(names))
+    assert beam.interleaved(rest, len(names), max_stages,
+                            bar=float(rest.root(rest.weighted(weights, max_stages), weights).max()) * 0.999) == []
+
+
+def test_beam_bar_test_cases_are_not_vacuous():
+    """The bar test above compares proposals on most of its cases, contention ones included."""
+    compared = 0
+    for case in ALL[::4]:
+        prof, replication, max_stages, names, groups = _setup(case)
+        rest = completion.Rest(prof, names, groups)
+        free = beam.interleaved(rest, len(names), max_stages, keep=50)
+        loads = {float(_rest_path_load(rest, p, len(names))[:-1].max()) for p in free}
+        compared += len(loads) >= 2 and bool(prof.contention)
+    assert compared >= 3

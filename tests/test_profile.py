@@ -56,6 +56,7 @@ CASES = [
     (lambda d: d["layers"][1]["cost_ms"].update(tpu=1.0), "'tpu', which is not one of the pes"),
     (lambda d: d["layers"][1]["cost_ms"].update(gpu=-1.0), "negative"),
     (lambda d: d["layers"][1]["cost_ms"].update(gpu="fast"), "must be a number"),
+    (lambda d: d["layers"][1]["cost_ms"].update(gpu=float("inf")), "is infinite"),
     (lambda d: d["layers"].reverse(), "topological order"),
     (lambda d: d["layers"][2].update(name="conv1"), "repeats the layer name 'conv1'"),
     (lambda d: d["layers"][2]["inputs"].append("ghost"), "'ghost', which is not in tensors"),

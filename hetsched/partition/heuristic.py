@@ -9,8 +9,9 @@ stage times match, then refine.
    found by bisection over B on per-PE prefix sums. A member's time here is the contract's
    without transfers: compute times the contention factor of the order's PE set, plus the stage
    overhead, with the host's work outside the stages on the host's budget. For these terms and
-   a fixed order the greedy fill is optimal (a stage that stops earlier never helps the ones
-   after it).
+   a fixed order of distinct groups the greedy fill is optimal (a stage that stops earlier never
+   helps the ones after it); a sandwich order's head takes only the layers the next group cannot
+   run, so there it is optimal given that head.
 3. The balanced plans are priced exactly (`cost.evaluate`: transfers, replication, outputs), and
    the best few are refined by moving single cut points while the contract's order improves.
 4. Beyond the book: orders that use a PE once cannot express JEDI's GPU, DLA0, DLA1, GPU or the
@@ -21,7 +22,7 @@ stage times match, then refine.
    networks (`_beam_width`), and the plans of a width-4 beam form a second pool refined on its
    own, because a wider beam is not better everywhere.
 
-Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps to a relative 1e-6,
+Complexity: O(R * I * S * log n) for balancing (R orders, I bisection steps to a relative 1e-4,
 S stages; an order that cannot beat the plans already kept for refinement costs one fill) plus
 O(M * C * D * n) for refinement (M plans refined, C cuts, D step sizes) plus the beam's
 (see `beam`); scripts/partition_bench.py reports the solve times and the ratio to the optimum.
@@ -168,7 +169,7 @@ def _greedy_sandwich(prefix: _Prefix, order, bottleneck: float, terms: _Terms):
 
 
 def _balance(prefix: _Prefix, order, hi: float, profile: Profile):
-    """Smallest bottleneck (to a relative 1e-6) at which the greedy fill covers all layers, or
+    """Smallest bottleneck (to BISECTION_TOLERANCE, relative) at which the greedy fill covers all layers, or
     None if it does not at `hi`."""
     if len(order) > prefix.n:
         return None
@@ -298,11 +299,11 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     hi = (max(float(prefix.sum[p][-1]) for p in names) * slow
           + 2 * max(profile.overhead_ms(p) for p in names) + profile.host_ms) \
         * max(len(g) for g in groups) + 1.0
-    # Only the best REFINE_TOP priced plans of a pool are refined, and refining keeps an order
-    # (so its PE set and contention). Every plan of an order costs at least its balanced
-    # bottleneck (transfers only add), so an order whose greedy fill fails at the REFINE_TOP-th
-    # best bottleneck so far cannot enter the refined set and is not balanced further; the beam
-    # drops partial plans whose bound passes that bar for the same reason.
+    # Only the best REFINE_TOP priced plans of a pool are refined. The plan balancing gives an
+    # order prices at least the least bottleneck at which its greedy fill succeeds (transfers
+    # only add), so an order whose fill fails at the REFINE_TOP-th best bottleneck so far cannot
+    # enter the refined set and is not balanced further; the beam drops partial plans whose
+    # bound passes that bar for the same reason.
     balanced = _Pool(profile, dla_fallback)
     for order in _orders(groups, min(max_stages, len(names)), max_stages):
         spans = _balance(prefix, order, min(hi, balanced.bar()), profile)
@@ -318,8 +319,12 @@ def solve(profile: Profile, *, pes: list[str] | None = None, replication: bool =
     for subset in pe_sets(profile, names):
         sub_groups = [g for g in groups if set(g) <= set(subset)]
         rest = Rest(profile, subset, sub_groups)
+        # Rest prices every PE with the whole set's contention; a plan that leaves some of the
+        # set idle costs less, by at most the largest factor, so the bar is widened by that
+        slack = max(profile.factor(p, set(subset)) for p in subset)
         for pool, width in zip(pools, sorted({4, wide})):
-            for path in interleaved(rest, len(subset), max_stages, width=width, bar=pool.bar()):
+            for path in interleaved(rest, len(subset), max_stages, width=width,
+                                    bar=pool.bar() * slack):
                 pool.add(evaluate(profile, stages_from_path(sub_groups, path), "heuristic",
                                   check=False, index=index, **limits))
     if not any(pool.plans or pool.rejected for pool in pools):
