@@ -150,6 +150,7 @@ def cmd_plan(args) -> int:
     from . import plots, profile
     from .atomic import write_text
     from .partition import METHODS, make_plan, plan_every
+    from .partition.cost import PlanError, mixes_kinds
     from .partition.report import format_comparison, format_plan
     prof = profile.load(args.profile)
     opts = {"pes": args.pes.split(",") if args.pes else None, "max_stages": args.max_stages,
@@ -171,16 +172,27 @@ def cmd_plan(args) -> int:
         shown = make_plan(prof, args.method, **opts, **extra)
         doc = {**shown.to_dict(), **_terms_key(prof, shown)}
         text = format_plan(prof, shown, opts["pes"])
-    print(json.dumps(doc, indent=1) if args.json else text)
+    if args.output and mixes_kinds(prof, shown):
+        raise PlanError(f"{args.output}: not written: the {shown.method} baseline replicates over "
+                        f"PEs of different kinds ({'+'.join(shown.stages[0].pes)}), which a plan "
+                        f"file may not (contract section 2; run and simulate refuse it); it is a "
+                        f"comparison only: plan with another --method, or --pes of one kind")
+    # files first, so that a reader that closes stdout early (| head) does not lose them
+    made = []
     if args.output:
         # a plan file is one plan, the one `run` and `simulate` should take: with --method all,
         # the best (the comparison of all methods is what --json prints)
         write_text(args.output, json.dumps({**shown.to_dict(), **_terms_key(prof, shown)},
                                            indent=1) + "\n")
-        wrote(f"plan ({shown.method})", args.output, args.json)
+        _kept.append(str(args.output))
+        made.append((f"plan ({shown.method})", args.output))
     if args.plot:
         plots.plan(prof, shown, args.plot)
-        wrote("chart", args.plot, args.json)
+        _kept.append(str(args.plot))
+        made.append(("chart", args.plot))
+    print(json.dumps(doc, indent=1) if args.json else text)
+    for what, path in made:
+        wrote(what, path, args.json)
     return 0
 
 
@@ -671,10 +683,15 @@ def main(argv=None) -> int:
                                 format="hetsched: %(levelname)s: %(message)s", force=True)
             return args.fn(args)
         except stopping.Interrupted as e:
-            log.debug("stopped here", exc_info=e)
+            return _stopped(e)
+        except BrokenPipeError as e:
+            # the reader of stdout left (| head): say so once, and keep the interpreter's final
+            # flush from raising again into a closed pipe
+            log.debug("the cause", exc_info=e)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             kept = ("kept " + ", ".join(dict.fromkeys(_kept))) if _kept else "nothing written"
-            print(f"hetsched: stopped by {e.signame}; {kept}", file=sys.stderr)
-            return e.exit_code
+            print(f"hetsched: stdout closed before the output was printed; {kept}", file=sys.stderr)
+            return 1
         except (HetschedError, OSError) as e:
             log.debug("the cause", exc_info=e)
             print(f"hetsched: error: {e}", file=sys.stderr)
@@ -682,10 +699,22 @@ def main(argv=None) -> int:
         except SystemExit:
             raise
         except Exception as e:
+            if stopping.requested():
+                # the stop landed inside a C extension (onnxruntime's import reports it as
+                # "ImportError: initialization failed"): it is the stop, not a bug
+                log.debug("the cause", exc_info=e)
+                return _stopped(stopping.Interrupted(stopping.requested()))
             log.debug("the cause", exc_info=e)
             print(f"hetsched: internal error: {describe(e)} (a bug in hetsched, "
                   f"not your input; -v shows the traceback)", file=sys.stderr)
             return 1
+
+
+def _stopped(e: "stopping.Interrupted") -> int:
+    log.debug("stopped here", exc_info=e)
+    kept = ("kept " + ", ".join(dict.fromkeys(_kept))) if _kept else "nothing written"
+    print(f"hetsched: stopped by {e.signame}; {kept}", file=sys.stderr)
+    return e.exit_code
 
 
 def console() -> None:

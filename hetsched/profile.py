@@ -159,11 +159,16 @@ def _req(d: dict, key: str, kind, where: str):
     return value
 
 
+MAX_NUMBER = 1e12   # ms, bytes, ms per MB or a slowdown: far above any real one
+
+
 def _number(value, where: str, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         _fail(where, f"{what} must be a number, got {value!r}")
-    if value == float("inf"):     # JSON's Infinity: a cost no planner can price (null: cannot run)
-        _fail(where, f"{what} is infinite (a layer a PE cannot run has a null cost)")
+    if value > MAX_NUMBER:        # JSON's Infinity or 1e308: no sum of them stays finite
+        _fail(where, f"{what} is {value:g}, beyond any time, size or rate a profile holds "
+                     f"(at most {MAX_NUMBER:g}" + ("; a layer a PE cannot run has a null cost)"
+                                                  if "cost_ms" in what else ")"))
     if value < 0:
         _fail(where, f"{what} is negative ({value})")
     return float(value)

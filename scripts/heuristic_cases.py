@@ -10,6 +10,8 @@ package first on the path (the cases are built the same way; only the planner di
     git worktree add /tmp/old REV
     PYTHONPATH=/tmp/old python scripts/heuristic_cases.py -o old.json
     python scripts/heuristic_cases.py -o new.json --compare old.json
+
+The README's before/after figures set this against 026310f, the heuristic before its rewrite.
 """
 
 from __future__ import annotations
@@ -76,9 +78,10 @@ def compare(new: dict, old: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profiles", default="profiles")
-    ap.add_argument("-o", "--output", default="heuristic_cases.json")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--profiles", default="profiles", help="folder of profile JSON files (searched recursively)")
+    ap.add_argument("-o", "--output", default="heuristic_cases.json", help="each case's plan figures as JSON")
     ap.add_argument("--compare", metavar="OLD.json", help="a file this script wrote before")
     args = ap.parse_args(argv)
     new = run(args.profiles)

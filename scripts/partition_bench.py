@@ -149,14 +149,15 @@ def build_cases(profiles_dir, with_synthetic: bool) -> list[tuple[str, profile.P
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profiles", default="profiles")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--profiles", default="profiles", help="folder of profile JSON files (searched recursively)")
     ap.add_argument("--synthetic", action="store_true",
                     help="add seeded 300-layer 4- and 5-PE profiles, skip-heavy 40-120 x 4 ones and "
                          "densenet-yolo / unet-yolo modeled on the Xavier")
     ap.add_argument("--time-limit", type=float, default=10.0, help="seconds for the exact search")
     ap.add_argument("--only", metavar="TEXT[,TEXT]", help="only the profiles whose name contains a TEXT")
-    ap.add_argument("-o", "--output", default="partition_bench.json")
+    ap.add_argument("-o", "--output", default="partition_bench.json", help="the rows as JSON")
     args = ap.parse_args(argv)
     cases = build_cases(args.profiles, args.synthetic)
     if args.only:

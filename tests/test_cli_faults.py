@@ -98,6 +98,20 @@ def plan_file(tmp_path):
     return path
 
 
+def test_a_stop_inside_a_c_extension_is_a_stop_not_a_bug(monkeypatch, capsys):
+    """A signal during `import onnxruntime` surfaces as its "ImportError: initialization failed"
+    (the start-up test below hit it once, 2026-12-01); with a stop requested that is the stop."""
+    from hetsched import cli, stopping
+
+    def import_interrupted(args):
+        stopping.request("SIGINT")
+        raise ImportError("initialization failed")
+    monkeypatch.setattr(cli, "cmd_plan", import_interrupted)
+    assert cli.main(["plan", "p.json"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "hetsched: stopped by SIGINT; nothing written"
+    stopping.reset()
+
+
 # --- 1, 8: signals while profiling and during start-up --------------------------------------
 
 @pytest.mark.slow

@@ -145,3 +145,37 @@ def test_plan_cli_answers_when_the_proof_times_out(tmp_path, capsys):
     assert "time limit" in capsys.readouterr().err
     assert main(["plan", str(prof), "--method", "optimal", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["proven"] is True
+
+
+XAVIER_TINY = __import__("pathlib").Path(__file__).parents[1] / "profiles" / "jetson-agx-xavier" \
+    / "tiny-yolov2-relu-416.fp16.json"
+
+
+def test_mixed_kind_replicas_are_compared_never_chosen_or_written(tmp_path, capsys):
+    """The replicate baseline's GPU + DLA copies mix PE kinds, which a plan may not: `--method
+    all` shows them and picks a contract plan, `-o` refuses to write them, and without
+    replication replicate is single."""
+    from hetsched.partition import plan_every
+    prof = profile.load(XAVIER_TINY)
+    tried = plan_every(prof, pes=["gpu", "dla0", "dla1"], max_stages=1, time_limit_s=5)
+    rep = tried.plans["replicate"]
+    assert {prof.pes[p].kind for p in rep.stages[0].pes} == {"gpu", "dla"}
+    assert tried.outside == {"replicate"}
+    assert rep.bottleneck_ms < tried.best().bottleneck_ms     # cheaper, and still not chosen
+    assert tried.best().method != "replicate"
+    out = tmp_path / "rep.json"
+    assert main(["plan", str(XAVIER_TINY), "--method", "replicate", "-o", str(out)]) == 1
+    assert "not written" in capsys.readouterr().err and not out.exists()
+    assert make_plan(prof, "replicate", replication=False).key() == make_plan(prof, "single").key()
+
+
+def test_plan_files_survive_a_reader_that_closes_stdout(tmp_path):
+    out, png = tmp_path / "p.json", tmp_path / "p.png"
+    proc = subprocess.Popen([sys.executable, "-m", "hetsched.cli", "plan", str(XAVIER_TINY),
+                             "--method", "heuristic", "-o", str(out), "--plot", str(png)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()     # the reader is gone before anything is printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "stdout closed" in err and "Traceback" not in err
+    assert json.loads(out.read_text())["stages"] and png.read_bytes()[:4] == b"\x89PNG"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..profile import Profile
-from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, better
+from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, better, mixes_kinds
 
 
 def _methods():
@@ -37,6 +37,9 @@ class Attempts:
     plans: dict[str, Plan] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     lower_bound_ms: float | None = None    # what a timed-out exact search proved
+    # methods whose plan a stage mixes PE kinds in (the replicate baseline's GPU + DLA copies):
+    # compared, never chosen, since the contract, `run` and `simulate` refuse such a plan
+    outside: set[str] = field(default_factory=set)
 
     @property
     def optimum(self) -> Plan | None:
@@ -45,12 +48,14 @@ class Attempts:
         return plan if plan is not None and plan.proven else None
 
     def best(self) -> Plan:
-        """The best-priced plan under the contract's order (`cost.better`)."""
-        if not self.plans:
+        """The best-priced plan under the contract's order (`cost.better`) among those the
+        contract allows."""
+        allowed = [p for m, p in self.plans.items() if m not in self.outside]
+        if not allowed:
             raise PlanError("no planning method found a plan: "
                             + "; ".join(f"{m}: {e}" for m, e in self.errors.items()))
         best = None
-        for plan in self.plans.values():
+        for plan in allowed:
             if better(plan, best):
                 best = plan
         return best
@@ -69,6 +74,8 @@ def plan_every(profile: Profile, methods=METHODS, *, time_limit_s: float | None 
                 extra["time_limit_s"] = time_limit_s
         try:
             plan = out.plans[method] = make_plan(profile, method, **opts, **extra)
+            if mixes_kinds(profile, plan):
+                out.outside.add(method)
             if plan.proven is False:
                 out.lower_bound_ms = plan.lower_bound_ms
         except PlanError as e:

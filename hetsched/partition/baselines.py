@@ -7,7 +7,8 @@
   frames (under round robin a slow copy holds every other one back, and nobody would add it).
   Its PEs may be of different kinds, which the contract does not allow inside one plan stage, so
   this plan is priced by the contract's formula but is not a contract plan (each of k members
-  serves one frame in k: load = T(p) / k).
+  serves one frame in k: load = T(p) / k): `plan_every` compares it but never chooses it, and
+  `hetsched plan` will not write it to a plan file.
 - `even`: equal-FLOP stages on the allowed PEs in the profile's order.
 """
 
@@ -58,7 +59,9 @@ def single(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_M
 
 def replicate(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES,
               dla_fallback=False) -> Plan:
-    return _best_copies(profile, pes, "replicate", lambda n: range(1, n + 1), dla_fallback)
+    """Without replication, one copy: the same plan as `single`."""
+    sizes = (lambda n: range(1, n + 1)) if replication else (lambda n: [1])
+    return _best_copies(profile, pes, "replicate", sizes, dla_fallback)
 
 
 def even(profile: Profile, *, pes=None, replication=True, max_stages=DEFAULT_MAX_STAGES,

@@ -136,6 +136,12 @@ def better(a: Plan, b: Plan | None) -> bool:
     return a.key()[2] < b.key()[2]
 
 
+def mixes_kinds(profile: Profile, plan: Plan) -> bool:
+    """Whether a stage of `plan` replicates over PEs of different kinds, which the contract
+    forbids (only the replicate baseline builds such a stage, for comparison)."""
+    return any(len({profile.pes[p].kind for p in s.pes}) > 1 for s in plan.stages)
+
+
 def runnable(profile: Profile, group, layer: int, gpu: str | None = None) -> bool:
     """Whether every PE of `group` can hold `layer` in a stage: it runs the layer, or (`gpu`
     given: `--dla-fallback`) it is a DLA and that GPU runs the layer for it. The one place

@@ -104,4 +104,7 @@ def format_comparison(attempts) -> str:
                     f"is a worst case)")
     elif ref is None:
         rows.append("(no proven optimum: 'vs optimal' is blank)")
+    for name in sorted(attempts.outside):
+        rows.append(f"({name}: a stage replicates over PEs of different kinds, which a plan may not "
+                    f"(contract section 2); shown for comparison, never chosen)")
     return "\n".join(rows)
