@@ -21,6 +21,14 @@ log = logging.getLogger("hetsched")
 _kept: list[str] = []
 
 
+def _pe_names(text: str) -> list[str]:
+    """A comma list of PE names; an empty one or an empty name is a usage error, not 'all'."""
+    names = [n.strip() for n in text.split(",")]
+    if not text.strip() or not all(names):
+        raise argparse.ArgumentTypeError(f"expected PE names separated by commas, got {text!r}")
+    return names
+
+
 def wrote(what: str, path, json_out: bool = False) -> None:
     """Record a finished output file and say so (on stderr where stdout carries JSON)."""
     _kept.append(str(path))
@@ -153,7 +161,7 @@ def cmd_plan(args) -> int:
     from .partition.cost import PlanError, mixes_kinds
     from .partition.report import format_comparison, format_plan
     prof = profile.load(args.profile)
-    opts = {"pes": args.pes.split(",") if args.pes else None, "max_stages": args.max_stages,
+    opts = {"pes": args.pes, "max_stages": args.max_stages,
             "replication": not args.no_replication, "dla_fallback": args.dla_fallback}
     if args.method == "all":
         tried = plan_every(prof, METHODS, time_limit_s=args.time_limit,
@@ -360,7 +368,7 @@ def cmd_bench(args) -> int:
         spec = specmod.from_dict({"model": model, "source": args.source}, "command line")
     default = bench.NET_METHODS if args.network_only else bench.LOOP_METHODS
     if args.pes:
-        spec.pes = args.pes.split(",")
+        spec.pes = args.pes
     methods = args.methods.split(",") if args.methods else list(default)
     known = bench.NET_METHODS if args.network_only else bench.LOOP_METHODS + ("loop-pipelined",)
     unknown = set(methods) - set(known)
@@ -410,7 +418,7 @@ def cmd_demo(args) -> int:
     from .runtime.spec import from_dict
     from .summary import format_summary
     work = Path(args.workdir)
-    pes = args.pe.split(",") if args.pe else job.default_pes()
+    pes = args.pe or job.default_pes()
     spec = from_dict({"model": {"zoo": args.model, "size": args.size}, "pes": pes,
                       "frames": args.frames, "workdir": str(work)}, "demo")
     print(f"[1/5] zoo model {args.model} at {args.size}")
@@ -564,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heuristic: the balancing heuristic; optimal: the exact search; single, "
                         "replicate, even: baselines; all: every method side by side (-o writes "
                         "the best)")
-    s.add_argument("--pes", help="only these PEs, e.g. cpu0,gpu (default: all in the profile)")
+    s.add_argument("--pes", type=_pe_names, help="only these PEs, e.g. cpu0,gpu (default: all in the profile)")
     s.add_argument("--max-stages", type=POSITIVE, default=8, help="most pipeline stages")
     s.add_argument("--no-replication", action="store_true", help="no stage over several PEs")
     s.add_argument("--dla-fallback", action="store_true",
@@ -602,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("demo", help="the main job end to end on the embedded default")
     s.add_argument("--model", choices=list(NAMES), default="tiny-yolov3", help="zoo network")
     s.add_argument("--size", type=POSITIVE, default=416, help="input size, a multiple of 32")
-    s.add_argument("--pe", help="PEs (default: one per usable core)")
+    s.add_argument("--pe", type=_pe_names, help="PEs (default: one per usable core)")
     s.add_argument("--runs", type=POSITIVE, default=10, help="measured profiling runs per PE")
     s.add_argument("--warmup", type=NATURAL, default=3, help="warm-up profiling runs per PE")
     s.add_argument("--workdir", default="out",
@@ -626,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a folder, camera:N)")
     s.add_argument("--network-only", action="store_true",
                    help="time the network alone on ready-made tensors (no decode, pre/post)")
-    s.add_argument("--pes", help="PEs to plan over (default: the spec's, or one per core)")
+    s.add_argument("--pes", type=_pe_names, help="PEs to plan over (default: the spec's, or one per core)")
     s.add_argument("--frames", type=POSITIVE, default=50, help="frames per method per repeat")
     s.add_argument("--repeat", type=POSITIVE, default=3, help="interleaved repeats")
     s.add_argument("--time-limit", type=_positive_float, default=10.0,

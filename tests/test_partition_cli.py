@@ -96,6 +96,8 @@ def test_plan_cli_all_json_plot(example_file, tmp_path, capsys):
     (["--pes", "cpu0,tpu"], r"PE\(s\) \['tpu'\] are not in the profile", 1),
     (["--pes", "gpu,dla0"], "layer 0 'pre' .* cannot run on any allowed PE", 1),
     (["--max-stages", "0"], "argument --max-stages: must be at least 1", 2),
+    (["--pes", ""], "argument --pes: expected PE names separated by commas, got ''", 2),
+    (["--pes", "gpu,"], "argument --pes: expected PE names separated by commas, got 'gpu,'", 2),
 ])
 def test_plan_cli_errors(example_file, tmp_path, args, match, code):
     import re
