@@ -572,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heuristic: the balancing heuristic; optimal: the exact search; single, "
                         "replicate, even: baselines; all: every method side by side (-o writes "
                         "the best)")
-    s.add_argument("--pes", type=_pe_names, help="only these PEs, e.g. cpu0,gpu (default: all in the profile)")
+    s.add_argument("--pes", type=_pe_names,
+                   help="only these PEs, e.g. cpu0,gpu (default: all in the profile)")
     s.add_argument("--max-stages", type=POSITIVE, default=8, help="most pipeline stages")
     s.add_argument("--no-replication", action="store_true", help="no stage over several PEs")
     s.add_argument("--dla-fallback", action="store_true",
@@ -634,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "a folder, camera:N)")
     s.add_argument("--network-only", action="store_true",
                    help="time the network alone on ready-made tensors (no decode, pre/post)")
-    s.add_argument("--pes", type=_pe_names, help="PEs to plan over (default: the spec's, or one per core)")
+    s.add_argument("--pes", type=_pe_names,
+                   help="PEs to plan over (default: the spec's, or one per core)")
     s.add_argument("--frames", type=POSITIVE, default=50, help="frames per method per repeat")
     s.add_argument("--repeat", type=POSITIVE, default=3, help="interleaved repeats")
     s.add_argument("--time-limit", type=_positive_float, default=10.0,
@@ -697,8 +699,8 @@ def main(argv=None) -> int:
             # flush from raising again into a closed pipe
             log.debug("the cause", exc_info=e)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            kept = ("kept " + ", ".join(dict.fromkeys(_kept))) if _kept else "nothing written"
-            print(f"hetsched: stdout closed before the output was printed; {kept}", file=sys.stderr)
+            print(f"hetsched: stdout closed before the output was printed; {_kept_text()}",
+                  file=sys.stderr)
             return 1
         except (HetschedError, OSError) as e:
             log.debug("the cause", exc_info=e)
@@ -718,10 +720,13 @@ def main(argv=None) -> int:
             return 1
 
 
+def _kept_text() -> str:
+    return ("kept " + ", ".join(dict.fromkeys(_kept))) if _kept else "nothing written"
+
+
 def _stopped(e: "stopping.Interrupted") -> int:
     log.debug("stopped here", exc_info=e)
-    kept = ("kept " + ", ".join(dict.fromkeys(_kept))) if _kept else "nothing written"
-    print(f"hetsched: stopped by {e.signame}; {kept}", file=sys.stderr)
+    print(f"hetsched: stopped by {e.signame}; {_kept_text()}", file=sys.stderr)
     return e.exit_code
 
 

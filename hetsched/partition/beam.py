@@ -36,9 +36,10 @@ def interleaved(rest: Rest, npe: int, max_stages: int, width: int = 4, keep: int
     pool = np.vstack([simplex_grid(npe, 1), np.full((1, npe), 1.0 / npe),
                       rng.dirichlet(np.ones(npe), 16)])
     V = rest.weighted(pool, max_stages)
-    if rest.root(V, pool).max() > bar:
+    root = rest.root(V, pool)
+    if root.max() > bar:
         return []      # no plan over the whole set can come in under the bar
-    near = rng.dirichlet(pool[npe + int(np.argmax(rest.root(V, pool)[npe:]))] * 40 + 0.01, 12)
+    near = rng.dirichlet(pool[npe + int(np.argmax(root[npe:]))] * 40 + 0.01, 12)
     pool, V = np.vstack([pool, near]), np.concatenate([V, rest.weighted(near, max_stages)], axis=1)
     pick = np.r_[np.arange(npe), npe + np.argsort(-rest.root(V, pool)[npe:], kind="stable")[:6]]
     weights, V = pool[pick], V[:, pick]

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..profile import Profile
-from .cost import sources
-from .stategraph import StateGraph, cached_transfers, mean_in, pricing
+from .cost import cached_transfers, sources
+from .stategraph import StateGraph, pricing
 
 
 def simplex_grid(d: int, m: int) -> np.ndarray:

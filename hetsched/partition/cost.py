@@ -254,6 +254,36 @@ def subgraph_excess(profile: Profile, stages: list[Stage], dla_fallback: bool = 
     return None
 
 
+def cached_transfers(profile: Profile):
+    """transfer(src, dst, tensor name) in ms, memoised: the planners ask for the same few
+    thousand triples millions of times."""
+    cache: dict = {}
+
+    def xfer(src, dst, t):
+        v = cache.get((src, dst, t))
+        if v is None:
+            v = cache[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
+        return v
+    return xfer
+
+
+def live_tensors(profile: Profile) -> list[tuple[str, ...]]:
+    """live[i]: tensors available before layer i and read at or after it (graph inputs count)."""
+    layers = profile.layers
+    last_use: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        for t in layer.inputs:
+            last_use[t] = i
+    live = []
+    current = list(profile.graph_inputs())
+    for i, layer in enumerate(layers):
+        live.append(tuple(current))
+        current = [t for t in current if last_use.get(t, -1) > i]
+        current += [t for t in layer.outputs if last_use.get(t, -1) > i]
+    live.append(tuple(current))
+    return live
+
+
 class CostIndex:
     """What pricing a plan needs from a profile, computed once: per-PE prefix sums of compute
     (null costs as 0: `validate` keeps nulls out of stages), each layer's inputs with the index
@@ -278,23 +308,13 @@ class CostIndex:
         self.outputs = [[t for t in layer.outputs if t in outputs] for layer in layers]
         self.output_layers = [i for i, made in enumerate(self.outputs) if made]
         # reads[t]: (layer, position among its inputs) of every read, in layer order
-        reads: dict[str, list[tuple[int, int]]] = {}
+        self.reads: dict[str, list[tuple[int, int]]] = {}
         for i, ins in enumerate(self.inputs):
             for pos, (t, _) in enumerate(ins):
-                reads.setdefault(t, []).append((i, pos))
-        self.producer = {t: producer.get(t, -1) for t in reads}
-        self.reads = reads
-        self.read_layers = {t: [i for i, _ in r] for t, r in reads.items()}
-        self.live: list[tuple[str, ...]] = []
-        born: dict[int, list[str]] = {}
-        for t, j in self.producer.items():
-            born.setdefault(j, []).append(t)
-        current = list(born.get(-1, []))
-        for i in range(len(layers)):
-            self.live.append(tuple(current))
-            current = [t for t in current if self.read_layers[t][-1] > i] + \
-                [t for t in born.get(i, []) if self.read_layers[t][-1] > i]
-        self._xfer: dict = {}
+                self.reads.setdefault(t, []).append((i, pos))
+        self.producer = {t: producer.get(t, -1) for t in self.reads}
+        self.live = live_tensors(profile)
+        self.transfer = cached_transfers(profile)    # (src, dst, tensor name) -> ms
         self.stage_costs: dict = {}   # `evaluate`'s memo of stage terms
 
     def external(self, first: int, last: int) -> list[tuple[str, int]]:
@@ -302,18 +322,12 @@ class CostIndex:
         producer, in the order those layers first read them."""
         found = []
         for t in self.live[first]:
-            r = self.read_layers[t]
-            k = bisect_left(r, first)
-            if r[k] <= last:
-                found.append((self.reads[t][k], t))
+            r = self.reads[t]
+            read = r[bisect_left(r, (first, -1))]
+            if read[0] <= last:
+                found.append((read, t))
         found.sort()
         return [(t, self.producer[t]) for _, t in found]
-
-    def transfer(self, profile: Profile, src: str, dst: str, t: str) -> float:
-        v = self._xfer.get((src, dst, t))
-        if v is None:
-            v = self._xfer[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
-        return v
 
 
 def used_pes(stages: list[Stage]) -> frozenset[str]:
@@ -378,10 +392,10 @@ def _stage_cost(profile: Profile, index: CostIndex, s: Stage, external: dict, fa
     for r, pe in enumerate(s.pes):
         pre = index.prefix[pe]
         comp[pe] = pre[s.last + 1] - pre[s.first]
-        tin[pe] = sum(sum(xfer(profile, src[m], pe, t) for m in sources(len(src), k, r))
+        tin[pe] = sum(sum(xfer(src[m], pe, t) for m in sources(len(src), k, r))
                       / len(sources(len(src), k, r)) for t, src in external.items())
-        tout[pe] = sum(xfer(profile, pe, host, t) for t in produced_outputs)
-    first_in = sum(xfer(profile, src[0], s.pes[0], t) for t, src in external.items())
+        tout[pe] = sum(xfer(pe, host, t) for t in produced_outputs)
+    first_in = sum(xfer(src[0], s.pes[0], t) for t, src in external.items())
     extra, gpu_load = {}, 0.0
     for pe in s.pes:
         if gpu is not None and profile.pes[pe].kind == "dla":

@@ -169,8 +169,8 @@ def _greedy_sandwich(prefix: _Prefix, order, bottleneck: float, terms: _Terms):
 
 
 def _balance(prefix: _Prefix, order, hi: float, profile: Profile):
-    """Smallest bottleneck (to BISECTION_TOLERANCE, relative) at which the greedy fill covers all layers, or
-    None if it does not at `hi`."""
+    """Smallest bottleneck (to BISECTION_TOLERANCE, relative) at which the greedy fill covers
+    all layers, or None if it does not at `hi`."""
     if len(order) > prefix.n:
         return None
     terms = _Terms(profile, order)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..profile import Profile
-from .cost import runnable, sources
+from .cost import cached_transfers, live_tensors, runnable, sources
 
 State = tuple  # (group index or -1 before the first layer, ctx)
 HOST = -1      # a live tensor's source group: a graph input comes from the host
@@ -59,36 +59,6 @@ class StateGraph:
     def plan_groups(self, arcs: list[int]) -> list[int]:
         """The group of each layer along a path given by one arc index per layer."""
         return [int(step.group[a]) for step, a in zip(self.steps, arcs)]
-
-
-def cached_transfers(profile: Profile):
-    """transfer(src, dst, tensor name) in ms, memoised: the planners ask for the same few
-    thousand triples millions of times."""
-    cache: dict = {}
-
-    def xfer(src, dst, t):
-        v = cache.get((src, dst, t))
-        if v is None:
-            v = cache[(src, dst, t)] = profile.transfer_ms(src, dst, profile.tensors[t])
-        return v
-    return xfer
-
-
-def live_tensors(profile: Profile) -> list[tuple[str, ...]]:
-    """live[i]: tensors available before layer i and read at or after it (graph inputs count)."""
-    layers = profile.layers
-    last_use: dict[str, int] = {}
-    for i, layer in enumerate(layers):
-        for t in layer.inputs:
-            last_use[t] = i
-    live = []
-    current = list(profile.graph_inputs())
-    for i, layer in enumerate(layers):
-        live.append(tuple(current))
-        current = [t for t in current if last_use.get(t, -1) > i]
-        current += [t for t in layer.outputs if last_use.get(t, -1) > i]
-    live.append(tuple(current))
-    return live
 
 
 def mean_in(xfer, src: tuple[str, ...], p: str, k: int, r: int, t: str) -> float:
