@@ -45,6 +45,10 @@ class Progress:
         self.last: dict[str, int] = {}
 
     def __call__(self, what: str, done: int, total: int) -> None:
+        # a stop whose Interrupted was swallowed (raised inside a __del__ or a C extension's
+        # callback: a SIGINT during start-up was lost that way once, 2026-12-01) still ends the
+        # work at its next step: long work reports progress, so every verb polls here
+        stopping.check()
         if self.quiet:
             return
         pct = int(100 * done / max(total, 1))
@@ -691,7 +695,10 @@ def main(argv=None) -> int:
             logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False)
                                 else logging.WARNING,
                                 format="hetsched: %(levelname)s: %(message)s", force=True)
-            return args.fn(args)
+            code = args.fn(args)
+            if stopping.requested():     # requested, but its Interrupted never reached us
+                return _stopped(stopping.Interrupted(stopping.requested()))
+            return code
         except stopping.Interrupted as e:
             return _stopped(e)
         except BrokenPipeError as e:

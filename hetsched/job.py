@@ -88,9 +88,9 @@ def _loop_profile(g, net: profmod.Profile, pes, spec: RunSpec, workdir: Path, re
     import hashlib
     import json as _json
 
-    from .profiler.loop import measure_loop, with_loop
+    from .profiler.loop import LOOP_CODE_VERSION, measure_loop, with_loop
     key = _json.dumps({"source": spec.source, "detect": vars(spec.detect), "net": net.board.get(
-        "whole_model_ms")}, sort_keys=True, default=str)
+        "whole_model_ms"), "code": LOOP_CODE_VERSION}, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     path = workdir / f"{g.name}.{'_'.join(p.name for p in pes)}.loop-{tag}.profile.json"
     if path.exists() and not refresh:
@@ -325,7 +325,7 @@ def run_sequential(g: graphmod.Graph, spec: RunSpec, frames: int, threads: int =
     sess = session(g.model, threads, spec.optimization)
     source = open_source(spec.source, frames, seed)
     from .runtime.frame import Frame
-    lat = []
+    lat, done = [], []
     n = 0
     t0 = time.perf_counter()
     try:
@@ -338,8 +338,10 @@ def run_sequential(g: graphmod.Graph, spec: RunSpec, frames: int, threads: int =
             outs = sess.run(None, f.tensors)
             f.tensors.update(zip([o.name for o in sess.get_outputs()], outs))
             task.post(f)
-            lat.append((time.perf_counter() - f.t_read) * 1e3)
+            now = time.perf_counter()
+            lat.append((now - f.t_read) * 1e3)
+            done.append(now - t0)
             n += 1
     finally:
         source.close()
-    return Report(n, time.perf_counter() - t0, lat)
+    return Report(n, time.perf_counter() - t0, lat, done_s=done)

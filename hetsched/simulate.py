@@ -14,7 +14,9 @@ deterministic: ties are broken by the order events were scheduled.
 
 On a chain in steady state the throughput equals the contract's bound; what the bound ignores
 shows up here: start-up (the first frame's latency), queueing latency when the source reads
-ahead, pre/post-processing pools that are too slow, and too few buffers.
+ahead, pre/post-processing pools that are too slow, and too few buffers. With an `Interpreter`,
+also Python's global interpreter lock: where the stages are emulated (they sleep) the host's
+Python work is what limits a run, and its threads serialise on that lock.
 
 Processes are generators that yield requests (`_Get`, `_Put`, `_Acquire`, `_Release`, `_Hold`);
 the scheduler resumes each one when its request is met. Complexity O(E log E) for E events,
@@ -76,6 +78,24 @@ class _Hold:
 
 
 _EOS = object()
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """Python's global interpreter lock as the runtime's threads meet it, on the machine that
+    runs them: every thread's turn at a frame holds it for `hop_ms` (taking the frame from a
+    queue, the bookkeeping, handing it on); pre- and post-processing hold it for `pre_share` /
+    `post_share` of their time and run the rest (OpenCV, numpy's large loops) beside it; the
+    source's read takes `source_ms` here, `source_share` of it under the lock. Measured by
+    `scripts/closing_loop.py`: the hop from a pipeline of no-op stages, a share from two threads
+    doing the same work at once (two tasks that hold the lock for a share f > 1/2 take 2f times
+    as long as one alone; on a machine with few cores that share also holds the contention for
+    the cores, which the one lock then stands for)."""
+    hop_ms: float = 0.0
+    pre_share: float = 0.0
+    post_share: float = 0.0
+    source_ms: float = 0.0
+    source_share: float = 0.0
 
 
 class _Sim:
@@ -202,10 +222,13 @@ class SimResult:
 
 def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 2,
              pre_ms: float = 0.0, post_ms: float = 0.0, pre_threads: int = 1,
-             post_threads: int = 1, record: int = 2000) -> SimResult:
+             post_threads: int = 1, record: int = 2000,
+             interpreter: Interpreter | None = None) -> SimResult:
     """Replay `plan` for `frames` frames; stage times come from the contract's evaluator."""
     if frames < 1 or buffers < 1 or pre_threads < 1 or post_threads < 1:
         raise HetschedError("frames, buffers and thread counts must be at least 1")
+    if not (pre_ms >= 0 and post_ms >= 0):       # NaN fails too
+        raise HetschedError(f"pre- and post-processing times must be >= 0 ms, got {pre_ms} and {post_ms}")
     priced = evaluate(profile, plan.stages, plan.method, check=False, dla_fallback=plan.dla_fallback)
     stages = plan.stages
     sim = _Sim()
@@ -223,10 +246,23 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
     done = [0.0] * frames
     events = []
     seq_counter = itertools.count()
+    py = interpreter or Interpreter()
+    gil = _Lock()
+
+    def python(ms, share):
+        """`ms` of work, `share` of it holding the interpreter lock."""
+        if ms * share > 0:
+            yield _Acquire(gil)
+            yield _Hold(ms * share)
+            yield _Release(gil)
+        if ms * (1 - share) > 0:
+            yield _Hold(ms * (1 - share))
 
     def source():
         for i in range(frames):
             read[i] = sim.now
+            yield from python(py.source_ms, py.source_share)
+            yield from python(py.hop_ms, 1.0)
             if profile.host_ms:
                 yield _Acquire(locks[host])
                 yield _Hold(profile.host_ms)
@@ -241,8 +277,8 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             if f is _EOS:
                 break
             seq = next(seq_counter)   # as the runtime: sequence numbers at leaving the source queue
-            if pre_ms:
-                yield _Hold(pre_ms)
+            yield from python(py.hop_ms, 1.0)
+            yield from python(pre_ms, py.pre_share)
             yield _Put(q_stage[0][seq % len(q_stage[0])], seq)
         for q in q_stage[0]:
             yield _Put(q, _EOS)
@@ -254,6 +290,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             f = yield _Get(q_stage[j][m])
             if f is _EOS:
                 break
+            yield from python(py.hop_ms, 1.0)
             yield _Acquire(locks[pe])
             t0 = sim.now
             t = cost.frame_ms(profile, f)
@@ -271,8 +308,8 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             f = yield _Get(q_post)
             if f is _EOS:
                 break
-            if post_ms:
-                yield _Hold(post_ms)
+            yield from python(py.hop_ms, 1.0)
+            yield from python(post_ms, py.post_share)
             yield _Put(q_sink, f)
         yield _Put(q_sink, _EOS)
 
@@ -282,6 +319,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             f = yield _Get(q_sink)
             if f is _EOS:
                 break
+            yield from python(py.hop_ms, 1.0)
             heapq.heappush(waiting, f)
             while waiting and waiting[0] == nxt:
                 done[heapq.heappop(waiting)] = sim.now

@@ -38,7 +38,7 @@ def main() -> int:
         rc = hetsched(["bench", *argv, "--frames", str(args.frames), "--repeat", str(args.repeat),
                        "-o", str(folder)])
         if rc != 0:
-            rows.append(f"| {name} | failed (exit {rc}) | | | | | | | |")
+            rows.append(f"| {name} | failed (exit {rc}) |" + " |" * 9)
             continue
         rows += markdown_rows(json.loads((folder / "bench.json").read_text()), f"| {name} ")
     machine = json.loads((folder / "bench.json").read_text())["machine"] if runs else {}

@@ -2,6 +2,7 @@
 input in the middle of a stream, flags out of range, a plan file from `--method all`. Each
 checks the exit status, the one line on stderr, and what was (or was not) left on disk."""
 
+import io
 import json
 import os
 import signal
@@ -285,3 +286,24 @@ def test_planning_stops_within_a_second(tmp_path):
     assert p.returncode == 130 and took < 1.5, (took, err)
     assert err.strip().splitlines()[-1] == "hetsched: stopped by SIGINT; nothing written"
     assert outputs(tmp_path) == ["big.json"]
+
+
+def test_a_swallowed_stop_still_stops_the_verb(monkeypatch, capsys):
+    """A stop whose Interrupted some library swallowed: the next progress step raises it again,
+    and a verb that returns anyway reports the stop, not success."""
+    from hetsched import cli, stopping
+    try:
+        stopping.request("SIGINT")
+        with pytest.raises(stopping.Interrupted):
+            cli.Progress(io.StringIO(), quiet=True)("rounds", 1, 2)
+        stopping.reset()
+
+        def swallowed(args):
+            stopping.request("SIGTERM")
+            return 0
+        monkeypatch.setattr(cli, "cmd_plan", swallowed)
+        assert cli.main(["plan", "p.json"]) == 143
+        assert capsys.readouterr().err.strip().splitlines()[-1] == \
+            "hetsched: stopped by SIGTERM; nothing written"
+    finally:
+        stopping.reset()

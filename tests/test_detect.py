@@ -4,7 +4,7 @@ pyclipper's unclip, letterbox round trips."""
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hetsched.detect.db import DBConfig, boxes_from_map, unclip_rect
@@ -29,6 +29,14 @@ def brute_nms(boxes, scores, thr, classes):
     return keep
 
 
+def _iou_matrix(b):
+    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    inter = w * h
+    return inter / (area[:, None] + area[None, :] - inter)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 60), st.integers(0, 10_000), st.floats(0.1, 0.9), st.booleans())
 def test_nms_equals_brute_force(n, seed, thr, per_class):
@@ -38,8 +46,37 @@ def test_nms_equals_brute_force(n, seed, thr, per_class):
     boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
     scores = rng.permutation(n).astype(np.float32) / max(n, 1)  # distinct: one greedy order
     classes = rng.integers(0, 3, n) if per_class else np.zeros(n, np.int64)
+    # OpenCV compares IoU with the threshold in float32: a pair within float32's rounding of
+    # the threshold may go either way
+    assume(n == 0 or np.abs(_iou_matrix(boxes.astype(np.float64)) - thr).min() > 1e-5)
     got = nms(boxes, scores, thr, classes if per_class else None, max_out=10_000)
     assert got.tolist() == brute_nms(boxes.astype(np.float64), scores, thr, classes)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 40), st.integers(0, 10_000), st.floats(0.1, 0.9))
+def test_nms_equals_brute_force_on_negative_and_degenerate_boxes(n, seed, thr):
+    """Boxes past the image's top-left corner (letterboxed edges) and boxes without area: per
+    class as the brute force, which never suppresses across classes or through a zero area."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-300, 50, (n, 2))
+    wh = np.where(rng.random((n, 2)) < 0.15, 0.0, rng.uniform(1, 300, (n, 2)))
+    boxes = np.concatenate([xy, xy + wh], 1)
+    scores = rng.permutation(n).astype(np.float32) / max(n, 1)
+    classes = rng.integers(0, 3, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near = n > 0 and np.nanmin(np.abs(_iou_matrix(boxes) - thr)) <= 1e-5
+    assume(not near)
+    assert nms(boxes, scores, thr, classes, max_out=10_000).tolist() == \
+        brute_nms(boxes, scores, thr, classes)
+
+
+def test_nms_orders_ties_by_index_and_takes_any_scores():
+    boxes = np.array([[0, 0, 10, 10], [100, 0, 110, 10], [1, 0, 11, 10], [200, 0, 210, 10]], np.float32)
+    # ties keep index order; negative and float64 scores are ranked like any others
+    assert nms(boxes, np.array([-1.0, -1.0, 5.0, -1.0]), 0.5).tolist() == [2, 1, 3]
+    assert nms(boxes, np.array([2.0, 2.0, 2.0, 2.0]), 0.5).tolist() == [0, 1, 3]
+    assert nms(boxes, np.ones(4), 0.5, max_out=0).tolist() == []
 
 
 def test_nms_stops_at_max_out():

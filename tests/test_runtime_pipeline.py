@@ -215,3 +215,27 @@ def test_signals_end_the_pipeline_within_a_second(sig, code):
     name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
     assert out.startswith(f"stopped {name} ") and out.strip().endswith("True []")
     assert elapsed < 1.0, elapsed
+
+
+def test_steady_rate_leaves_out_the_fill_and_the_drain():
+    """Hand-made delivery times: the first frame after a 1 s fill, then one every 0.1 s (10 fps);
+    once the source has read its last frame the host works no more and the frames still in
+    the buffers drain faster; two members that deliver in pairs every 0.2 s."""
+    from hetsched.runtime.report import Report
+    fill = Report(20, 2.9, done_s=[1.0 + 0.1 * i for i in range(20)])
+    assert fill.fps == pytest.approx(20 / 2.9) and fill.steady_fps == pytest.approx(10.0)
+    drain = [1.0 + 0.1 * i for i in range(30)] + [3.9 + 0.05 * k for k in range(1, 11)]
+    assert Report(40, 4.4, done_s=drain, last_read_s=3.9).steady_fps == pytest.approx(10.0)
+    assert Report(40, 4.4, done_s=drain).steady_fps > 11
+    pairs = [1.0 + 0.2 * (i // 2) for i in range(40)]
+    assert Report(40, 4.9, done_s=pairs).steady_fps == pytest.approx(10.0, rel=0.01)
+    assert Report(5, 1.0, done_s=[0.2, 0.4, 0.6, 0.8, 1.0]).steady_fps == 5.0   # too few: fps
+
+
+def test_a_run_records_one_delivery_time_per_frame_in_order():
+    src, sink = CountingSource(12), ListSink()
+    report = make(src, chain(2, replicate={2: ["a", "b"]}), sink).run()
+    assert len(report.done_s) == report.frames == 12
+    assert report.done_s == sorted(report.done_s) and report.done_s[0] > 0
+    assert report.steady_fps > 0
+    assert 0 < report.last_read_s <= report.done_s[-1]

@@ -139,8 +139,10 @@ class Pipeline:
         self._pool_busy = {"pre": [0.0] * pre_threads, "post": [0.0] * post_threads}
         self._t_last_run = 0.0
         self._latencies: list[float] = []
+        self._done_s: list[float] = []
         self._frames = 0
         self._t_start = self._t_end = None
+        self._t_last_read = None
         self._threads: list[threading.Thread] = []
         self._record = record     # keep the first `record` engine runs for a timeline
         self._host_cores = host_cores   # the source and sink run on the host (contract: host_ms)
@@ -194,7 +196,8 @@ class Pipeline:
                     break
                 if image is None:
                     break
-                self.q_src.put(Frame(index, image, time.perf_counter()),
+                self._t_last_read = time.perf_counter()
+                self.q_src.put(Frame(index, image, self._t_last_read),
                                drop_oldest=self.mode == "latest")
                 index += 1
             if index == 0:
@@ -330,6 +333,7 @@ class Pipeline:
                             return
                     f.t_done = time.perf_counter()
                     self._latencies.append((f.t_done - f.t_read) * 1e3)
+                    self._done_s.append(f.t_done - self._t_start)
                     self._frames += 1
                     self._t_end = f.t_done
                     next_seq += 1
@@ -458,7 +462,9 @@ class Pipeline:
         pools = {name: (len(b), sum(b)) for name, b in self._pool_busy.items()}
         return Report(self._frames, wall, list(self._latencies), list(self._stats), queues,
                       self.q_src.dropped, self._stopped, self._error, leaked, list(self.emulated),
-                      pools, max(busy_wall, 0.0))
+                      pools, max(busy_wall, 0.0), list(self._done_s),
+                      (self._t_last_read - self._t_start) if self._t_start and self._t_last_read
+                      else None)
 
 
 class _NotStarted(Exception):

@@ -3,6 +3,7 @@ occupancy, dropped frames; as a dataclass, a JSON-ready dict and a table."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,9 @@ class Report:
     # fractions are of (frames still in flight when a run stops were worked on after the last
     # delivery, so `wall_s` alone gave fractions above 1)
     busy_wall_s: float = 0.0
+    # when each frame was delivered, seconds from the first read, in delivery order
+    done_s: list[float] = field(default_factory=list, repr=False)
+    last_read_s: float | None = None   # when the source gave its last frame (None: unknown)
 
     def _busy(self, seconds: float, threads: int = 1) -> float:
         span = max(self.busy_wall_s, self.wall_s)
@@ -58,6 +62,27 @@ class Report:
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
+    @property
+    def steady_fps(self) -> float:
+        """The delivery rate in the steady state, the quantity the contract's throughput
+        predicts: 1 / the least-squares slope of delivery time against frame number, over the
+        frames delivered after the first quarter of the run and before the source read its last
+        frame. `fps` counts the fill (the first frame crosses every stage alone, each engine's
+        first runs allocate its buffers) and the drain (a source reads ahead of the slowest
+        stage by every buffer in between, and once it has read its last frame the host works
+        no more), each several percent of a 50-frame run of a deep pipeline. A slope, not the
+        span's end points: deliveries come in bursts (replicated members, stages sharing a
+        PE), and an end point in a burst moves a short span's rate by 10%. `fps` where fewer
+        than 8 frames fall in that window."""
+        done = self.done_s
+        start = max(1, len(done) // 4)
+        stop = len(done) if self.last_read_s is None else bisect_right(done, self.last_read_s)
+        if stop - start < 8:
+            return self.fps
+        slope = float(np.polyfit(np.arange(stop - start, dtype=float),
+                                 np.asarray(done[start:stop], dtype=float), 1)[0])
+        return 1.0 / slope if slope > 0 else self.fps
+
     def latency(self, q: float) -> float | None:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
 
@@ -65,6 +90,7 @@ class Report:
         r = lambda v: None if v is None else round(v, 3)  # noqa: E731
         return {
             "frames": self.frames, "wall_s": r(self.wall_s), "fps": r(self.fps),
+            "steady_fps": r(self.steady_fps),
             "latency_ms_p50": r(self.latency(50)), "latency_ms_p95": r(self.latency(95)),
             "latency_ms_p99": r(self.latency(99)),
             "workers": [{"stage": w.stage, "pe": w.pe, "frames": w.frames,
@@ -79,7 +105,8 @@ class Report:
 
     def format(self) -> str:
         d = self.to_dict()
-        rows = [f"frames {d['frames']} in {d['wall_s']} s: {d['fps']} fps; latency ms p50 "
+        rows = [f"frames {d['frames']} in {d['wall_s']} s: {d['fps']} fps ({d['steady_fps']} in the "
+                f"steady state); latency ms p50 "
                 f"{d['latency_ms_p50']}  p95 {d['latency_ms_p95']}  p99 {d['latency_ms_p99']}; "
                 f"dropped {d['dropped']}"]
         rows.append(f"{'stage':>5}  {'PE':<8}{'frames':>8}{'busy':>8}")
