@@ -105,3 +105,34 @@ def test_a_wide_beam_never_loses_to_the_narrow_one(monkeypatch, name, pes, repli
     monkeypatch.setattr(heuristic, "_beam_width", lambda n: 4)
     narrow = heuristic.solve(prof, pes=pes, replication=replication)
     assert wide.bottleneck_ms <= narrow.bottleneck_ms * (1 + 1e-9)
+
+
+def test_refinements_compute_floor_never_exceeds_the_price():
+    """`_refine` skips a trial whose load without transfers passes the plan's bottleneck: that
+    floor must be a floor of the contract's price, on every valid plan of random v2 profiles."""
+    from hetsched.partition.cost import Stage, evaluate
+    from hetsched.partition.groups import stage_groups
+    checked = 0
+    for prof, replication, _ in instances_v2(40, seed=7):
+        names = list(prof.pes)
+        groups = stage_groups(prof, names, replication)
+        prefix = heuristic._Prefix(prof, names)
+        n = len(prof.layers)
+        rng = np.random.default_rng(checked)
+        for _ in range(20):
+            k = int(rng.integers(1, min(n, 4) + 1))
+            cuts = sorted(rng.choice(np.arange(1, n), size=k - 1, replace=False)) if k > 1 else []
+            bounds = [0, *cuts, n]
+            stages = [Stage(tuple(groups[int(rng.integers(len(groups)))]), bounds[j], bounds[j + 1] - 1)
+                      for j in range(k)]
+            try:
+                validate(prof, stages, pes=names, replication=replication)
+            except PlanError:
+                continue
+            used = {p for s in stages for p in s.pes}
+            factor = {p: prof.factor(p, used) for p in used}
+            overhead = {p: prof.overhead_ms(p) for p in used}
+            floor = heuristic._compute_floor(prof, stages, prefix, factor, overhead)
+            assert floor <= evaluate(prof, stages).bottleneck_ms * (1 + 1e-12)
+            checked += 1
+    assert checked > 50          # the check ran on enough valid plans to mean something

@@ -210,7 +210,26 @@ def _fallback_view(profile: Profile, names) -> Profile:
     return view
 
 
+def _compute_floor(profile: Profile, stages, prefix: _Prefix, factor, overhead) -> float:
+    """The largest PE load of `stages` without transfers (which only add): a trial whose floor
+    passes the plan's bottleneck cannot be better, and costs no `evaluate`."""
+    load = dict.fromkeys(factor, 0.0)
+    load[profile.host] = load.get(profile.host, 0.0) + profile.host_ms
+    for s in stages:
+        k = len(s.pes)
+        for p in s.pes:
+            load[p] += ((prefix.sum[p][s.last + 1] - prefix.sum[p][s.first]) * factor[p]
+                        + overhead[p]) / k
+    return max(load.values())
+
+
 def _refine(profile: Profile, plan: Plan, index: CostIndex, limits, prefix: _Prefix) -> Plan:
+    # the fallback view's prefix sums charge a DLA the GPU's cost of its islands, more than the
+    # exact price does, so they bound nothing there
+    floor = not limits.get("dla_fallback")
+    used = {p for s in plan.stages for p in s.pes}
+    factor = {p: profile.factor(p, used) for p in used}
+    overhead = {p: profile.overhead_ms(p) for p in used}
     improved = True
     while improved:
         improved = False
@@ -225,6 +244,9 @@ def _refine(profile: Profile, plan: Plan, index: CostIndex, limits, prefix: _Pre
                     trial[c] = Stage(stages[c].pes, stages[c].first, cut)
                     trial[c + 1] = Stage(stages[c + 1].pes, cut + 1, stages[c + 1].last)
                     if not all(_runnable(profile, s, limits, prefix) for s in (trial[c], trial[c + 1])):
+                        continue
+                    if floor and _compute_floor(profile, trial, prefix, factor, overhead) > \
+                            plan.bottleneck_ms * (1 + 1e-9):
                         continue
                     cand = evaluate(profile, trial, "heuristic", check=False, index=index, **limits)
                     if better(cand, plan):
