@@ -2,7 +2,7 @@
 
 The Python loop this replaced (one vectorised pass per kept box) took 18 ms on the ~1,200
 candidates a random-weight yolov4-tiny 320 gives, holding the GIL throughout: beside it every other
-Python stage of a pipeline waited (a Postprocess stage measured 21 ms alone ran 70 ms in one).
+Python stage of a pipeline waited (a stage holding Postprocess, priced at 21 ms, ran 70 ms).
 OpenCV takes ~4 ms and releases the GIL. Scores go in as their ranks (distinct, positive
 float32), so the greedy order is exactly a stable descending sort of `scores` whatever their
 type or sign; OpenCV compares IoU with the threshold in float32.
