@@ -21,14 +21,20 @@ _UMASK = _read_umask()
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it vanishes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:      # named for the file asked for, not the temporary one beside it
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
     os.close(fd)
     try:
         yield Path(tmp)
         # mkstemp makes the file private (0600); what we write is an ordinary output file
         os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
     except BaseException:
         try:
             os.unlink(tmp)

@@ -164,6 +164,9 @@ def cmd_plan(args) -> int:
     from .partition import METHODS, make_plan, plan_every
     from .partition.cost import PlanError, mixes_kinds
     from .partition.report import format_comparison, format_plan
+    if args.require_proof and args.method not in ("optimal", "all"):
+        raise HetschedError(f"--require-proof asks the exact planner for a proof; --method "
+                            f"{args.method} proves nothing (use --method optimal or all)")
     prof = profile.load(args.profile)
     opts = {"pes": args.pes, "max_stages": args.max_stages,
             "replication": not args.no_replication, "dla_fallback": args.dla_fallback}
@@ -565,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("summary", help="summarise a profile (and plot per-layer costs)")
     s.add_argument("profile", help="profile JSON (hetsched profile -o)")
     s.add_argument("--top", type=POSITIVE, default=5, help="how many of the costliest layers to list")
-    s.add_argument("--plot", metavar="FILE.png", help="draw per-layer cost bars")
+    s.add_argument("--plot", metavar="FILE.png", help="draw per-layer cost bars (.png, .svg or .pdf)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(fn=cmd_summary)
 
@@ -590,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an optimum not proven within --time-limit is an error")
     s.add_argument("--json", action="store_true", help="print the plan object (contract section 3)")
     s.add_argument("-o", "--output", help="write the plan JSON here")
-    s.add_argument("--plot", metavar="FILE.png", help="draw per-PE load and the stage timeline")
+    s.add_argument("--plot", metavar="FILE.png",
+                   help="draw per-PE load and the stage timeline (.png, .svg or .pdf)")
     s.set_defaults(fn=cmd_plan)
 
     s = verb("simulate", help="replay a plan as the runtime would run it (discrete events)")
@@ -687,6 +691,10 @@ def main(argv=None) -> int:
         _kept.clear()
         try:
             args = build_parser().parse_args(argv)
+            for chart in (getattr(args, "plot", None), getattr(args, "timeline", None)):
+                if chart:      # a chart name the plotter would refuse, refused before the work
+                    from .plots import chart_format
+                    chart_format(chart)
             if not getattr(args, "verbose", False):
                 # OpenCV's and FFmpeg's own lines ("moov atom not found") would come before, and
                 # say less than, hetsched's one line about the same file; -v lets them through

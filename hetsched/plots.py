@@ -1,5 +1,6 @@
-"""PNG charts people would rather look at than read: per-layer costs, per-PE load, stage timeline.
-matplotlib is optional (`pip install 'hetsched[plot]'`) and imported only here, lazily."""
+"""Charts people would rather look at than read: per-layer costs, per-PE load, stage timeline;
+PNG, or SVG or PDF where the file's name says so. matplotlib is optional (`pip install
+'hetsched[plot]'`) and imported only here, lazily."""
 
 from __future__ import annotations
 
@@ -17,10 +18,26 @@ def _pyplot():
     return plt
 
 
+FORMATS = ("png", "svg", "pdf")
+
+
+def chart_format(path) -> str:
+    """The format a chart file's suffix names (a missing suffix: PNG), or a one-line error."""
+    from pathlib import Path
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    if fmt not in FORMATS:
+        raise HetschedError(f"{path}: a chart is written as {', '.join(FORMATS)} by the file's "
+                            f"suffix; '.{fmt}' is none of them")
+    return fmt
+
+
 def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    _pyplot().close(fig)
+    try:
+        fmt = chart_format(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=110)
+    finally:
+        _pyplot().close(fig)
 
 
 def layer_costs(profile, path) -> None:

@@ -1,6 +1,7 @@
 """Baselines by hand, and `hetsched plan` end to end: tables, JSON, plots, one-line errors."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -98,6 +99,8 @@ def test_plan_cli_all_json_plot(example_file, tmp_path, capsys):
     (["--max-stages", "0"], "argument --max-stages: must be at least 1", 2),
     (["--pes", ""], "argument --pes: expected PE names separated by commas, got ''", 2),
     (["--pes", "gpu,"], "argument --pes: expected PE names separated by commas, got 'gpu,'", 2),
+    (["--method", "heuristic", "--require-proof"], "--method heuristic proves nothing", 1),
+    (["--plot", "chart.gif"], r"chart.gif: a chart is written as png, svg, pdf .* '.gif' is none", 1),
 ])
 def test_plan_cli_errors(example_file, tmp_path, args, match, code):
     import re
@@ -181,3 +184,20 @@ def test_plan_files_survive_a_reader_that_closes_stdout(tmp_path):
     assert proc.wait(timeout=60) == 1
     assert "stdout closed" in err and "Traceback" not in err
     assert json.loads(out.read_text())["stages"] and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plan_chart_format_follows_the_suffix(example_file, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    for name, magic in (("p.svg", b"<?xml"), ("p.pdf", b"%PDF"), ("p.png", b"\x89PNG")):
+        assert main(["plan", str(example_file), "--plot", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+
+
+def test_an_unwritable_output_is_named_not_its_temporary_file(example_file, capsys):
+    """/proc refuses new files even to root; the error names the file asked for."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here")
+    target = "/proc/hetsched-cannot-write.json"
+    assert main(["plan", str(example_file), "-o", target]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"cannot write {target}" in err and ".tmp" not in err, err
