@@ -59,3 +59,46 @@ def cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _cpuinfo_blocks() -> dict[int, dict[str, str]]:
+    """/proc/cpuinfo as {processor: {field: value}} (empty where it cannot be read)."""
+    blocks: dict[int, dict[str, str]] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return blocks
+    for block in text.split("\n\n"):
+        fields = dict((k.strip(), v.strip()) for k, _, v in
+                      (line.partition(":") for line in block.splitlines()) if k.strip())
+        if fields.get("processor", "").isdigit():
+            blocks[int(fields["processor"])] = fields
+    return blocks
+
+
+def _sys_value(core: int, leaf: str) -> str | None:
+    try:
+        with open(f"/sys/devices/system/cpu/cpu{core}/{leaf}") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def core_kind(core: int, info: dict[int, dict[str, str]] | None = None, sysfs=_sys_value) -> tuple:
+    """What makes two cores the same kind: the CPU's model and part (Arm cores name their part:
+    a TX2's Denver and A57 differ), the kernel's capacity figure for big.LITTLE, and the top
+    clock. A field the machine does not report counts as equal."""
+    fields = (info if info is not None else _cpuinfo_blocks()).get(core, {})
+    return (tuple(fields.get(k) for k in ("model name", "CPU implementer", "CPU part", "CPU variant"))
+            + (sysfs(core, "cpu_capacity"), sysfs(core, "cpufreq/cpuinfo_max_freq")))
+
+
+def pe_signatures(pes: list[PE], info: dict[int, dict[str, str]] | None = None,
+                  sysfs=_sys_value) -> dict[str, tuple]:
+    """Per CPU PE the kinds of its cores, in order: PEs with equal signatures are interchangeable
+    (profiler.pooling measures them as one). `info`: /proc/cpuinfo as `_cpuinfo_blocks` reads it;
+    `sysfs(core, leaf)`: a file under /sys/devices/system/cpu/cpuN."""
+    info = _cpuinfo_blocks() if info is None else info
+    return {pe.name: tuple(core_kind(c, info, sysfs) for c in pe.extra["cores"])
+            for pe in pes if pe.kind == "cpu"}

@@ -58,7 +58,7 @@ def cached_profile(g: graphmod.Graph, pe_names: list[str], workdir, *, runs=10, 
     configuration and cached in `workdir`. With a `spec`, the pipeline profile of its whole
     detection loop: the spec's Preprocess and Postprocess as first and last layers, and the
     host's work for its source and sink (cached beside, keyed by source and detect options)."""
-    from .profiler.cpu import profile_cpu
+    from .profiler.cpu import PROFILER_VERSION, profile_cpu
     from .cores import parse_pes
     pes = parse_pes(",".join(pe_names))
     if spec is not None:
@@ -69,6 +69,9 @@ def cached_profile(g: graphmod.Graph, pe_names: list[str], workdir, *, runs=10, 
         try:
             prof = profmod.load(path)
             profmod.check_model(prof, g, str(path))
+            if prof.board.get("profiler_version") != PROFILER_VERSION:
+                raise HetschedError(f"measured by profiler version "
+                                    f"{prof.board.get('profiler_version', 1)}, this is {PROFILER_VERSION}")
             say(f"using cached profile {path} (--refresh to measure again)")
         except HetschedError as e:
             say(f"cached profile unusable ({e}); measuring again")
@@ -89,8 +92,9 @@ def _loop_profile(g, net: profmod.Profile, pes, spec: RunSpec, workdir: Path, re
     import json as _json
 
     from .profiler.loop import LOOP_CODE_VERSION, measure_loop, with_loop
+    sinks = sorted(k for k, v in spec.sink.items() if v)
     key = _json.dumps({"source": spec.source, "detect": vars(spec.detect), "net": net.board.get(
-        "whole_model_ms"), "code": LOOP_CODE_VERSION}, sort_keys=True, default=str)
+        "whole_model_ms"), "code": LOOP_CODE_VERSION, "sinks": sinks}, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     path = workdir / f"{g.name}.{'_'.join(p.name for p in pes)}.loop-{tag}.profile.json"
     if path.exists() and not refresh:
@@ -105,12 +109,15 @@ def _loop_profile(g, net: profmod.Profile, pes, spec: RunSpec, workdir: Path, re
         f"{','.join(p.name for p in pes)}")
     task = make_task(g, spec.detect)
     m = measure_loop(g, task, lambda: open_source(spec.source, 12), pes, host=net.host,
-                     optimization=spec.optimization)
+                     optimization=spec.optimization, sinks=sinks)
     prof = with_loop(net, m["pre_ms"], m["post_ms"], frame_bytes=m["frame_bytes"],
                      result_bytes=m["result_bytes"], host_ms=m["host_ms"],
                      loop={"source": spec.source, "boxes_per_frame": m["boxes_per_frame"],
-                           "detect": vars(spec.detect), "host_ms_method":
-                           "median source read + JSON encoding of one result, on the host"},
+                           "detect": vars(spec.detect), "read_ms": m["read_ms"],
+                           "sink_ms": m["sink_ms"], **({"pooled": m["pooled"]} if m["pooled"] else {}),
+                           "host_ms_method":
+                           "median source read + the median write of each of the spec's sinks "
+                           "(sink_ms; none: the read alone), on the host"},
                      contention=m["contention"])
     profmod.save(prof, path)
     return prof, path

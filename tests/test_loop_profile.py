@@ -3,6 +3,7 @@ contract-valid and CPU-only, the planners place them, the measured terms are san
 runtime says when it runs another configuration than the profile's."""
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,26 @@ def test_the_runtime_says_when_it_runs_another_configuration(caplog):
     said.clear()
     job._say_engine_mismatch(prof, from_dict({"model": {"zoo": "tiny-yolov2"}}, "t"), said.append)
     assert not said
+
+
+def test_host_work_is_the_read_plus_the_sinks_the_spec_writes():
+    from hetsched.profiler.loop import measure_loop
+    from hetsched.runtime.sources import open_source
+    from hetsched.runtime.task import make_task
+    from hetsched.runtime.spec import from_dict
+    g = graph.load(build_zoo("tiny-yolov2", 64))
+    spec = from_dict({"model": {"zoo": "tiny-yolov2", "size": 64}, "source": "synthetic:64x48"}, "t")
+    pes = [PE("cpu0", "cpu", {"cores": [0]})]
+
+    def measure(sinks):
+        return measure_loop(g, make_task(g, spec.detect), lambda: open_source(spec.source, 12), pes,
+                            host="cpu0", rounds=3, warmup=1, sinks=sinks)
+    bare = measure(())
+    assert bare["sink_ms"] == {} and bare["host_ms"] == bare["read_ms"] > 0
+    full = measure(("jsonl", "video", "dump"))
+    assert set(full["sink_ms"]) == {"jsonl", "video", "dump"}
+    assert all(v > 0 for v in full["sink_ms"].values())
+    assert full["host_ms"] == pytest.approx(full["read_ms"] + sum(full["sink_ms"].values()))
+    # the sinks wrote into a temporary folder that is gone
+    import tempfile
+    assert not list(Path(tempfile.gettempdir()).glob("hetsched-sink-*"))

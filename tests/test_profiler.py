@@ -38,6 +38,16 @@ def test_profile_is_contract_valid(tmp_path):
         assert set(back.contention) == set(back.pes)
         assert all(v >= 0 for row in back.contention.values() for v in row.values())
     assert seen and seen[-1][0] == "transfer"
+    from hetsched.cores import pe_signatures
+    from hetsched.profiler.pooling import interchangeable
+    if len(back.pes) > 1 and interchangeable(pe_signatures(_pes())):
+        # identical cores measured as one: the same figures, the raw ones kept
+        a, b = back.pes
+        assert all(l.cost_ms[a] == pytest.approx(l.cost_ms[b]) for l in back.layers)
+        assert back.contention[a][b] == pytest.approx(back.contention[b][a])
+        assert back.board["pooled"]["groups"] == [[a, b]]
+        assert set(back.board["pooled"]["raw_sum_ms"]) == {a, b}
+    assert back.board["profiler_version"] >= 2
 
 
 @pytest.mark.slow

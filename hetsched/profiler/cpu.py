@@ -25,13 +25,13 @@ import tempfile
 import time
 from collections import defaultdict
 
-from ..cores import cpu_model_name
+from ..cores import cpu_model_name, pe_signatures
 from ..errors import HetschedError
 from ..graph import Graph
 from ..ortsession import random_feeds, session
 from ..pinning import PinnedThread
 from ..profile import PE, Profile, Transfer
-from . import assemble
+from . import assemble, pooling
 from .transfer import measure_transfers
 
 
@@ -181,6 +181,7 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
         "machine": platform.machine(),
         "logical_cores": os.cpu_count(),
         "onnxruntime": ort.__version__,
+        "profiler_version": PROFILER_VERSION,
         "method": (f"onnxruntime per-node trace at optimisation '{optimization}' mapped back to "
                    f"layers (hetsched.profiler.attribution), intra-op threads = cores per PE, "
                    f"pinned thread, median of {runs} runs after {warmup} warm-up"),
@@ -210,7 +211,16 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
     prof.engine = engine_config(pes, optimization)
     prof.stage_overhead_ms = {p: round(launch[p] + hop[p], 4) for p in launch}
     prof.contention = cont
-    return prof
+    return pooling.pool(prof, pooling.interchangeable(pe_signatures(pes)), POOL_WHY)
+
+
+# recorded in the board; a cached profile of another version is measured again (2: identical
+# PEs pooled)
+PROFILER_VERSION = 2
+
+POOL_WHY = ("PEs whose cores are the same in number and kind (hetsched.cores.pe_signatures): "
+            "every layer cost and contention is the mean over the group, whose members the "
+            "runtime runs alike; the raw per-PE figures differed by measurement noise")
 
 
 def _with_cut_cost(transfer: dict[str, Transfer], cut: dict[str, dict]) -> dict[str, Transfer]:

@@ -5,8 +5,8 @@ spec's pre-processing (`Preprocess`: resize or letterbox, colour, scaling, layou
 the spec's source at its own size) and post-processing (`Postprocess`: the spec's decoder and NMS
 at its thresholds, on what the model really outputs for those frames: with the zoo's random
 weights about 2,000 boxes pass a 0.25 threshold), and, on the host, the work outside every stage
-(`host_ms`: reading and decoding a frame from the source, and encoding its result as the JSON
-lines sink does). `with_loop` adds them to a network profile as its first and last layers, with
+(`host_ms`: reading and decoding a frame from the source, and what the spec's sinks do with
+each result: JSON lines, an annotated video, dump files; a run without sinks pays only the read). `with_loop` adds them to a network profile as its first and last layers, with
 null costs on every PE that is not a CPU, so the planners place them like any layer.
 """
 
@@ -26,8 +26,10 @@ from ..profile import Profile, ProfileLayer
 PRE_NAME, POST_NAME = "preprocess", "postprocess"
 FRAME, DETECTIONS = "hetsched.frame", "hetsched.detections"
 # part of a cached pipeline profile's key: bumped when the loop's code changes what it costs
-# (2: NMS in OpenCV, ~4x faster than the numpy loop before it), so old caches are measured again
-LOOP_CODE_VERSION = 2
+# (2: NMS in OpenCV, ~4x faster than the numpy loop before it; 3: host_ms charges the spec's
+# sinks, not always a JSON encoding; identical PEs pooled, profiler.pooling), so old caches are
+# measured again
+LOOP_CODE_VERSION = 3
 
 
 def with_loop(net: Profile, pre_ms: dict[str, float], post_ms: dict[str, float], *,
@@ -60,11 +62,36 @@ def _median_ms(samples) -> float:
     return statistics.median(samples) * 1e3
 
 
+def _sink_ms(kind: str, frames, outputs: list[str]) -> float:
+    """Median ms per frame that the runtime's sink of `kind` takes to write `frames`, into a
+    temporary folder it leaves behind empty."""
+    import tempfile
+    from pathlib import Path
+
+    from ..runtime.sinks import DumpSink, JsonlSink, VideoSink
+    with tempfile.TemporaryDirectory(prefix="hetsched-sink-") as tmp:
+        where = Path(tmp)
+        sink = {"jsonl": lambda: JsonlSink(where / "r.jsonl"),
+                "video": lambda: VideoSink(where / "r.mp4"),
+                "dump": lambda: DumpSink(where / "dump", outputs)}[kind]()
+        times = []
+        try:
+            for f in frames:
+                t0 = time.perf_counter()
+                sink.write(f)
+                times.append(time.perf_counter() - t0)
+        finally:
+            sink.close(False)
+    # the first write opens the video encoder: a one-off, not a per-frame cost
+    return _median_ms(times[1:] or times)
+
+
 def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9,
-                 warmup: int = 2, optimization: str = "all") -> dict:
+                 warmup: int = 2, optimization: str = "all", sinks=()) -> dict:
     """Per CPU PE the median Preprocess and Postprocess times (ms), the host's per-frame work
     outside the stages, and the sizes of a frame and of a result. `source_factory()` opens the
-    spec's source; `pes`: `profile.PE`s with their cores."""
+    spec's source; `pes`: `profile.PE`s with their cores; `sinks`: the kinds of sink the spec
+    writes (`jsonl`, `video`, `dump`), each timed on the measured results."""
     from ..ortsession import session
     from ..runtime.frame import Frame
     src = source_factory()
@@ -120,9 +147,11 @@ def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9
         for w in workers.values():
             w.close()
     from ..runtime.sinks import result_record
-    t0 = time.perf_counter()
     encoded = [json.dumps(result_record(f)) + "\n" for f in results[:20]]
-    encode = (time.perf_counter() - t0) / max(1, len(encoded))
+    for k, f in enumerate(results):
+        f.image = images[k % len(images)]
+        f.inputs = {n: frames[k % len(frames)].tensors[n] for n in graph.inputs}
+    sink_ms = {kind: _sink_ms(kind, results[:20], list(names)) for kind in sorted(set(sinks))}
     contention = {}
     if len(pes) > 1:
         from .runtime_terms import contention_of
@@ -140,10 +169,16 @@ def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9
             return run
         contention = contention_of(loop_body, {pe.name: pe.extra["cores"] for pe in pes})
     boxes = [len(f.result.to_list()) if hasattr(f.result, "to_list") else 0 for f in results[:20]]
-    return {"pre_ms": {p: _median_ms(v) for p, v in pre.items()},
-            "post_ms": {p: _median_ms(v) for p, v in post.items()},
-            "host_ms": _median_ms(read[warmup:] or read) + encode * 1e3,
+    from ..cores import pe_signatures
+    from .pooling import interchangeable, mean_over, pooled_contention
+    groups = interchangeable(pe_signatures(pes))
+    raw = {"pre_ms": {p: _median_ms(v) for p, v in pre.items()},
+           "post_ms": {p: _median_ms(v) for p, v in post.items()}, "contention": contention}
+    return {"pre_ms": mean_over(raw["pre_ms"], groups), "post_ms": mean_over(raw["post_ms"], groups),
+            "pooled": {"groups": groups, "raw": raw} if groups else None,
+            "read_ms": _median_ms(read[warmup:] or read), "sink_ms": sink_ms,
+            "host_ms": _median_ms(read[warmup:] or read) + sum(sink_ms.values()),
             "frame_bytes": int(images[0].nbytes),
             "result_bytes": int(np.median([len(e) for e in encoded])) if encoded else 0,
             "boxes_per_frame": float(np.median(boxes)) if boxes else 0.0,
-            "contention": contention, "host": host}
+            "contention": pooled_contention(contention, groups), "host": host}

@@ -1,0 +1,76 @@
+"""Identical PEs measured as one: every figure of a group of interchangeable PEs (CPU PEs whose
+cores are the same in number and kind) is replaced by the group's mean, the raw figures kept in
+the board.
+
+Why: on the 2-core VM two identical cores, measured interleaved round by round, still came out
+apart by noise: a Postprocess at 11.0 and 14.4 ms, a loop contention of 7.6% one way and 0.01%
+the other. The planners read such noise as real and built multi-stage plans that put the work
+where it happened to measure cheaper; those plans, priced up to 5% better than replicating
+the whole loop on both cores, ran 4-11% slower than it (`scripts/loop_table.py`, README,
+Performance). Each PE's measurement is a sample of the same quantity, so the mean over the group
+is the better estimate for every member, with half the noise; the spread before pooling stays in
+the board (`pe_cost_spread`, `pooled.raw_*`) so a real difference (a core shared with another
+tenant) still shows.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..profile import Profile
+
+
+def interchangeable(signatures: dict[str, tuple]) -> list[list[str]]:
+    """Groups (two PEs or more, in the given order) of the PEs whose signatures are equal."""
+    groups: dict[tuple, list[str]] = {}
+    for pe, sig in signatures.items():
+        groups.setdefault(sig, []).append(pe)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def mean_over(values: dict[str, float | None], groups: list[list[str]]) -> dict[str, float | None]:
+    """`values` with each group's members set to the group's mean (a group with a missing or
+    null member is left as it is: a PE that cannot run the layer is not a noisy one)."""
+    out = dict(values)
+    for g in groups:
+        got = [values.get(p) for p in g]
+        if any(v is None for v in got):
+            continue
+        m = sum(got) / len(got)
+        for p in g:
+            out[p] = m
+    return out
+
+
+def pooled_contention(cont: dict[str, dict[str, float]], groups: list[list[str]]) -> dict:
+    """Within a group every ordered pair (p slowed by q) is one quantity: each gets the mean
+    over the group's measured pairs. Pairs across groups are left as measured."""
+    out = {p: dict(row) for p, row in cont.items()}
+    for g in groups:
+        pairs = [(p, q) for p in g for q in g if p != q]
+        got = [cont[p][q] for p, q in pairs if q in cont.get(p, {})]
+        if not got:
+            continue
+        m = sum(got) / len(got)
+        for p, q in pairs:
+            out.setdefault(p, {})[q] = m
+    return out
+
+
+def pool(prof: Profile, groups: list[list[str]], why: str) -> Profile:
+    """A copy of `prof` with every layer cost and the contention pooled over `groups`; the
+    board's `pooled` says over which groups and why, and keeps the raw figures pooling changed:
+    each PE's sum of layer costs and the contention."""
+    groups = [g for g in ([p for p in g if p in prof.pes] for g in groups) if len(g) > 1]
+    if not groups:
+        return prof
+    out = copy.deepcopy(prof)
+    for layer in out.layers:
+        layer.cost_ms = mean_over(layer.cost_ms, groups)
+    out.contention = pooled_contention(prof.contention, groups)
+    out.board = {**prof.board, "pooled": {
+        "groups": groups, "why": why,
+        "raw_sum_ms": {p: round(sum(l.cost_ms.get(p) or 0.0 for l in prof.layers), 4)
+                       for p in prof.pes},
+        "raw_contention": prof.contention}}
+    return out
