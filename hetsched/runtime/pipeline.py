@@ -4,7 +4,8 @@
 One worker thread per PE of each stage. A replicated stage's members take frames round robin
 (member m of k gets the frames whose sequence number is m mod k, each through its own input
 channel), as JEDI does and the contract prices it: a slow member holds the group back. A PE that
-serves several stages runs one frame at a time through a per-PE lock, as the contract assumes. Engines are
+serves several stages runs one frame at a time through a per-PE lock taken in arrival order
+(`pelock.FifoLock`), as the contract assumes and the simulator replays. Engines are
 opened on their worker threads (CPU workers pin themselves first) and the source starts only
 when every engine is ready, so load time is not charged to throughput.
 
@@ -31,6 +32,7 @@ from ..errors import HetschedError
 from ..errors import describe as _why
 from ..pinning import pin_current_thread
 from .channel import Aborted, Channel, EndOfStream
+from .pelock import FifoLock
 from .frame import Frame
 from .report import Report, WorkerStats
 
@@ -119,7 +121,7 @@ class Pipeline:
         self.q_post = Channel("post", buffers, producers=len(stages[-1].workers))
         self.q_sink = Channel("sink", buffers, producers=post_threads)
         self._channels = [self.q_src, *(c for cs in self.q_stage for c in cs), self.q_post, self.q_sink]
-        self._pe_locks = {w.pe: threading.Lock() for s in stages for w in s.workers}
+        self._pe_locks = {w.pe: FifoLock() for s in stages for w in s.workers}
         self._seq_lock = threading.Lock()
         self._next_seq = 0
         self._error: str | None = None
@@ -252,9 +254,7 @@ class Pipeline:
         try:
             while True:
                 frame = inq.get()
-                while not lock.acquire(timeout=0.05):
-                    if self._abort.is_set():
-                        raise Aborted
+                lock.acquire(self._abort)
                 part = "engine"
                 try:
                     t0 = time.perf_counter()
