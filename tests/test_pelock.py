@@ -19,7 +19,7 @@ def _wait_until(cond, timeout=2.0):
 
 
 def test_waiters_get_the_lock_in_arrival_order_and_the_releaser_queues_behind():
-    lock, abort, got = FifoLock(), threading.Event(), []
+    lock, abort, got = FifoLock(fair_after_s=0.0), threading.Event(), []
     lock.acquire(abort)
 
     def worker(name):
@@ -66,9 +66,9 @@ def test_abort_while_waiting_leaves_the_lock_to_the_others():
 
 def test_a_lock_handed_over_as_the_waiter_gives_up_is_passed_on(monkeypatch):
     import hetsched.runtime.pelock as pelock
-    lock, abort = FifoLock(), threading.Event()
+    lock, abort = FifoLock(fair_after_s=0.0), threading.Event()
     lock.acquire(abort)
-    nxt = threading.Event()
+    nxt = pelock._Waiter()
 
     class LateTurn(threading.Event):
         def wait(self, timeout=None):
@@ -80,11 +80,34 @@ def test_a_lock_handed_over_as_the_waiter_gives_up_is_passed_on(monkeypatch):
     monkeypatch.setattr(pelock.threading, "Event", LateTurn)
     with pytest.raises(Aborted):
         lock.acquire(abort)
-    assert nxt.is_set()                     # passed on to the next waiter, not kept
-    lock.release()
     monkeypatch.undo()
-    lock.acquire(threading.Event())         # and free once that one let go
+    assert nxt.granted and nxt.turn.is_set()    # passed on to the next waiter, not kept
     lock.release()
+    lock.acquire(threading.Event())             # and free once that one let go
+    lock.release()
+
+
+def test_a_short_wait_lets_the_releaser_go_on_a_long_one_is_served_first():
+    lock, abort = FifoLock(fair_after_s=0.05), threading.Event()
+    order = []
+
+    def waiter():
+        lock.acquire(abort)
+        order.append("waiter")
+        lock.release()
+    for pause, expect in ((0.0, ["holder", "waiter"]), (0.1, ["waiter", "holder"])):
+        order.clear()
+        lock.acquire(abort)
+        t = threading.Thread(target=waiter)
+        t.start()
+        _wait_until(lambda: lock.waiting == 1)
+        time.sleep(pause)
+        lock.release()
+        lock.acquire(abort)              # the releaser asks again at once
+        order.append("holder")
+        lock.release()
+        t.join(2)
+        assert order == expect, pause
 
 
 def test_a_pe_serving_three_stages_delivers_every_frame_in_order():
