@@ -41,9 +41,11 @@ def table(reports: list[tuple[str, dict]]) -> tuple[str, dict]:
         if chosen in ms:
             best = max(v["fps"] for v in ms.values())
             vs_best = ms[chosen]["fps"] / best
-            vs_intra = ms[chosen]["fps"] / ms["loop-intra-op"]["fps"]
-            good += vs_best >= 0.97 and vs_intra > 1.0
-            cells.append(f"{chosen}: {vs_best:.3f}, {vs_intra:.2f}x")
+            intra = ms.get("loop-intra-op", {}).get("fps")
+            vs_intra = ms[chosen]["fps"] / intra if intra else None
+            good += vs_best >= 0.97 and vs_intra is not None and vs_intra > 1.0
+            cells.append(f"{chosen}: {vs_best:.3f}, "
+                         + (f"{vs_intra:.2f}x" if vs_intra is not None else "no loop-intra-op"))
         else:
             cells.append(f"{chosen}: not measured")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", help="folder of MODEL-SIZE.json bench reports")
     args = ap.parse_args(argv)
-    files = sorted(Path(args.folder).glob("*-*.json"),
+    files = sorted((p for p in Path(args.folder).glob("*-*.json") if p.stem.rsplit("-", 1)[1].isdigit()),
                    key=lambda p: (-int(p.stem.rsplit("-", 1)[1]), _rank(p.stem.rsplit("-", 1)[0]), p.stem))
     if not files:
         print(f"error: no MODEL-SIZE.json reports in {args.folder}", file=sys.stderr)
@@ -78,6 +80,9 @@ def main(argv=None) -> int:
             print(f"warning: {p} left out ({e})", file=sys.stderr)
     text, s = table(reports)
     print(text)
+    if not s["planned"]:
+        print("\nno planned method with a predicted_fps in these reports")
+        return 0
     print(f"\n{s['within_10pct']} of {s['planned']} planned within 10% of predicted "
           f"(measured / predicted {s['ratio_min']:.2f}-{s['ratio_max']:.2f}, median "
           f"{s['ratio_median']:.2f}); chosen within 3% of the best and ahead of loop-intra-op: "

@@ -1,6 +1,8 @@
-"""Identical PEs measured as one: every figure of a group of interchangeable PEs (CPU PEs whose
-cores are the same in number and kind) is replaced by the group's mean, the raw figures kept in
-the board.
+"""Identical PEs measured as one: the layer costs (Preprocess and Postprocess included) and the
+contention within a group of interchangeable PEs (CPU PEs whose cores are the same in number and
+kind) are replaced by the group's mean, the raw figures kept in the board. Transfers, stage
+overhead and contention against PEs outside the group are left as measured (they differ by
+hundredths of a millisecond on the VM).
 
 Why: on the 2-core VM two identical cores, measured interleaved round by round, still came out
 apart by noise: a Postprocess at 11.0 and 14.4 ms, a loop contention of 7.6% one way and 0.01%
