@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..profile import Profile
-from .cost import cached_transfers, sources
+from .cost import sources
 from .stategraph import StateGraph, pricing
 
 
@@ -58,25 +58,31 @@ class Rest:
         host = profile.host
         self.groups = groups
         self.start, self.floor = start_load(profile, names)
-        xfer = cached_transfers(profile)
         factor, over = pricing(profile, names, groups)
         # per layer and PE: compute plus the graph outputs sent to the host (nan: cannot run),
         # what graph inputs cost to receive from the host, and the pair matrix of what the
         # previous layer's outputs cost to send (src PE x dst PE); every group is a mix of these
+        ends = names + ([host] if host not in idx else [])
+        lat, per_mb = _link_table(profile, ends)
+        h = ends.index(host)
         own_pe = np.full((n, npe), np.nan)
         host_in = np.zeros((n, npe))
         prev = np.zeros((n, npe, npe))
         for i, layer in enumerate(layers):
+            sent = np.zeros(npe)
+            for t in layer.outputs:
+                if t in outputs:
+                    sent += lat[:npe, h] + per_mb[:npe, h] * profile.tensors[t] / 1e6
             for p in names:
                 c = layer.cost_ms.get(p)
                 if c is not None:
-                    own_pe[i, idx[p]] = c + sum(xfer(p, host, t) for t in layer.outputs if t in outputs)
+                    own_pe[i, idx[p]] = c + sent[idx[p]]
             for t in dict.fromkeys(layer.inputs):
                 j = producer.get(t)
                 if j is None:
-                    host_in[i] += [xfer(host, p, t) for p in names]
+                    host_in[i] += lat[h, :npe] + per_mb[h, :npe] * profile.tensors[t] / 1e6
                 elif j == i - 1:
-                    prev[i] += [[xfer(a, b, t) for b in names] for a in names]
+                    prev[i] += lat[:npe, :npe] + per_mb[:npe, :npe] * profile.tensors[t] / 1e6
         # member weights (1/k on the group's PEs, factor applied), the first member, and for a
         # stage on group g handing over to h the mean over S(r) as weights on (src, dst) pairs
         member = np.zeros((ng, npe))
@@ -126,21 +132,22 @@ class Rest:
         e[~np.isfinite(ext).all(axis=2)] = np.inf
         o = costs(np.where(np.isfinite(opn), opn, 0.0))                    # n x ng+1 x ng x k
         o[~np.isfinite(opn).all(axis=3)] = np.inf
-        e, o = e.transpose(0, 2, 1), o.transpose(0, 3, 1, 2)               # n x k x ...
+        # layer x target group h x weight x source group g (x 1): opening h from g is one
+        # broadcast add over (h, g, s) and a reduction over the leading h axis, which numpy
+        # does slab by slab (min is exact, so the order of the minimum does not matter)
+        e = e.transpose(0, 2, 1)                                           # n x k x ng
+        o = np.ascontiguousarray(o.transpose(0, 2, 3, 1))[..., None]        # n x h x k x g x 1
         k = e.shape[1]
         V = np.full((n + 1, k, ng + 1, max_stages + 2), np.inf)
         V[n, :, :, :max_stages + 1] = 0.0
-        tmp = np.empty((k, ng + 1, max_stages + 1))
+        tmp = np.empty((ng, k, ng + 1, max_stages + 1))
         for i in range(n - 1, -1, -1):
             nxt = V[i + 1]                                             # k x (ng+1) x (S+2)
             cur = V[i]
             cur[:, :ng, :] = e[i][:, :, None] + nxt[:, :ng, :]
-            # open group h from g at stage count s: o[g, h] + V[i+1][h, s+1], least over h (a
-            # loop over h: a few small operations beat one broadcast over every (g, h, s))
+            np.add(o[i], nxt[:, :ng, 1:].transpose(1, 0, 2)[:, :, None, :], out=tmp)
             head = cur[:, :, :max_stages + 1]
-            for h in range(ng):
-                np.add(o[i][:, :, h, None], nxt[:, None, h, 1:], out=tmp)
-                np.minimum(head, tmp, out=head)
+            np.minimum(head, np.minimum.reduce(tmp, axis=0), out=head)
             cur[:, :, max_stages + 1] = np.inf
         return V
 
@@ -157,6 +164,22 @@ class Rest:
         if weights is not None:
             r = r + weights @ self.start[:-1]
         return r
+
+
+def _link_table(profile: Profile, ends: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(latency_ms, ms_per_mb) per (src, dst) pair of `ends`: a transfer of b bytes costs
+    latency + ms_per_mb * b / 1e6, the same float operations as `Profile.transfer_ms` (a PE to
+    itself is 0 + 0 unless its `"p->p"` key prices it), so the tables vectorise over pairs."""
+    k = len(ends)
+    lat, per_mb = np.zeros((k, k)), np.zeros((k, k))
+    for a, src in enumerate(ends):
+        for b, dst in enumerate(ends):
+            link = profile.transfer.get(f"{src}->{dst}")
+            if link is None and src != dst:
+                link = profile.transfer["default"]
+            if link is not None:
+                lat[a, b], per_mb[a, b] = link.latency_ms, link.ms_per_mb
+    return lat, per_mb
 
 
 def start_load(profile: Profile, names: list[str]) -> tuple[np.ndarray, float]:
