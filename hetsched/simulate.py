@@ -16,7 +16,10 @@ On a chain in steady state the throughput equals the contract's bound; what the 
 shows up here: start-up (the first frame's latency), queueing latency when the source reads
 ahead, pre/post-processing pools that are too slow, and too few buffers. With an `Interpreter`,
 also Python's global interpreter lock: where the stages are emulated (they sleep) the host's
-Python work is what limits a run, and its threads serialise on that lock.
+Python work is what limits a run, and its threads serialise on that lock; and, where it says
+how many, the host's cores, which every piece of that work and every thread's turn (waking, the
+queues, the PE locks) needs one of: on the 2-core VM an emulated loop of 600-1000 fps keeps
+them busy, which the lock alone does not show (scripts/closing_loop.py, README).
 
 Processes are generators that yield requests (`_Get`, `_Put`, `_Acquire`, `_Release`, `_Hold`);
 the scheduler resumes each one when its request is met. Complexity O(E log E) for E events,
@@ -46,8 +49,12 @@ class _Queue:
 
 
 class _Lock:
-    def __init__(self):
-        self.holder = None
+    """A lock, or with `capacity` k a pool of k (a machine's cores), granted first come, first
+    served."""
+
+    def __init__(self, capacity: int = 1):
+        self.capacity = capacity
+        self.held = 0
         self.waiters = deque()
 
 
@@ -96,6 +103,13 @@ class Interpreter:
     post_share: float = 0.0
     source_ms: float = 0.0
     source_share: float = 0.0
+    # the host's cores, where they limit the loop (0: not modeled, every thread runs at once):
+    # each piece of Python work holds one, a thread's turn costs `turn_cpu_ms` of one in all,
+    # and pre / post burn what their CPU time exceeds their wall time on another
+    cores: int = 0
+    turn_cpu_ms: float = 0.0
+    pre_cpu_ms: float = 0.0
+    post_cpu_ms: float = 0.0
 
 
 class _Sim:
@@ -156,16 +170,17 @@ class _Sim:
                 q.putters.append((gen, req.item))
                 return
             if isinstance(req, _Acquire):
-                if req.lock.holder is None:
-                    req.lock.holder = gen
+                if req.lock.held < req.lock.capacity:
+                    req.lock.held += 1
                     continue
                 req.lock.waiters.append(gen)
                 return
             if isinstance(req, _Release):
                 lock = req.lock
-                lock.holder = lock.waiters.popleft() if lock.waiters else None
-                if lock.holder is not None:
-                    self._resume(lock.holder, None, self.now)
+                if lock.waiters:      # handed straight to the next in line
+                    self._resume(lock.waiters.popleft(), None, self.now)
+                else:
+                    lock.held -= 1
                 continue
             raise TypeError(f"unknown request {req!r}")
 
@@ -249,20 +264,42 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
     py = interpreter or Interpreter()
     gil = _Lock()
 
-    def python(ms, share):
-        """`ms` of work, `share` of it holding the interpreter lock."""
+    cores = _Lock(py.cores) if py.cores else None
+
+    def burn(ms):
+        yield _Acquire(cores)
+        yield _Hold(ms)
+        yield _Release(cores)
+
+    def python(ms, share, beside=0.0):
+        """`ms` of work, `share` of it holding the interpreter lock; where the host's cores are
+        modeled, on one of them throughout, with `beside` ms more CPU burnt on another by the
+        library's own threads (OpenCV's), which this thread does not wait for."""
+        if cores is not None:
+            if beside > 0:
+                sim.start(burn(beside))
+            yield _Acquire(cores)
         if ms * share > 0:
             yield _Acquire(gil)
             yield _Hold(ms * share)
             yield _Release(gil)
         if ms * (1 - share) > 0:
             yield _Hold(ms * (1 - share))
+        if cores is not None:
+            yield _Release(cores)
+
+    def turn():
+        """A thread's turn at a frame: waking (CPU only, where cores are modeled), then the
+        hand-off under the interpreter lock."""
+        if cores is not None and py.turn_cpu_ms > py.hop_ms:
+            yield from burn(py.turn_cpu_ms - py.hop_ms)
+        yield from python(py.hop_ms, 1.0)
 
     def source():
         for i in range(frames):
             read[i] = sim.now
             yield from python(py.source_ms, py.source_share)
-            yield from python(py.hop_ms, 1.0)
+            yield from turn()
             if profile.host_ms:
                 yield _Acquire(locks[host])
                 yield _Hold(profile.host_ms)
@@ -277,8 +314,8 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             if f is _EOS:
                 break
             seq = next(seq_counter)   # as the runtime: sequence numbers at leaving the source queue
-            yield from python(py.hop_ms, 1.0)
-            yield from python(pre_ms, py.pre_share)
+            yield from turn()
+            yield from python(pre_ms, py.pre_share, max(0.0, py.pre_cpu_ms - pre_ms))
             yield _Put(q_stage[0][seq % len(q_stage[0])], seq)
         for q in q_stage[0]:
             yield _Put(q, _EOS)
@@ -290,7 +327,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             f = yield _Get(q_stage[j][m])
             if f is _EOS:
                 break
-            yield from python(py.hop_ms, 1.0)
+            yield from turn()
             yield _Acquire(locks[pe])
             t0 = sim.now
             t = cost.frame_ms(profile, f)
@@ -308,8 +345,8 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             f = yield _Get(q_post)
             if f is _EOS:
                 break
-            yield from python(py.hop_ms, 1.0)
-            yield from python(post_ms, py.post_share)
+            yield from turn()
+            yield from python(post_ms, py.post_share, max(0.0, py.post_cpu_ms - post_ms))
             yield _Put(q_sink, f)
         yield _Put(q_sink, _EOS)
 
@@ -319,7 +356,7 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             f = yield _Get(q_sink)
             if f is _EOS:
                 break
-            yield from python(py.hop_ms, 1.0)
+            yield from turn()
             heapq.heappush(waiting, f)
             while waiting and waiting[0] == nxt:
                 done[heapq.heappop(waiting)] = sim.now

@@ -11,7 +11,7 @@ and a source read that holds it, from two threads doing the same work at once, a
 hand-off's time under it, from a pipeline of no-op stages), since with emulated stages the
 host's Python work is what limits the loop.
 
-    python scripts/closing_loop.py [--frames 300] [--source synthetic:320x240] [-o out/closing_loop.json]
+    python scripts/closing_loop.py [--frames 1000] [--rounds 3] [--source synthetic:320x240] [-o out/closing_loop.json]
 
 With `--cpu DIR`: the whole detection loop on this machine's CPU PEs instead. DIR holds the
 `hetsched bench --model M --size N --json` documents of each model (`M-N.json`, as written by
@@ -24,7 +24,9 @@ cached in `out/`, is replayed by the simulator and set against the fps the runti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import statistics
 import sys
 import threading
@@ -78,9 +80,9 @@ def _share(work, n, rounds=3):
 
 
 def host_python(g, spec, n=30):
-    """(pre ms, post ms, `Interpreter`) here: median pre- and post-processing time per frame on
-    emulated (zero) outputs, and what of them, of a source read and of each hand-off holds
-    Python's interpreter lock."""
+    """(pre, post, `Interpreter`) here: pre- and post-processing of one frame (on emulated, zero
+    outputs) as functions of a frame number, and what of them, of a source read and of each
+    hand-off holds Python's interpreter lock."""
     from hetsched.profiler.runtime_terms import hop_ms
     task = make_task(g, spec.detect)
     src = open_source(spec.source, n)
@@ -114,8 +116,19 @@ def host_python(g, spec, n=30):
     # four no-op stages and the source, pre, post and sink hops: eight turns a frame
     hop = hop_ms("hop-probe", [], frames=400, stages=4) * 4 / 8
     py = Interpreter(hop_ms=hop, pre_share=_share(pre, n), post_share=_share(post, n),
-                     source_ms=statistics.median(reads[1:] or reads), source_share=_share(read, 10))
-    return _per_call_ms(pre, n, 1), _per_call_ms(post, n, 1), py
+                     source_ms=statistics.median(reads[1:] or reads), source_share=_share(read, 10),
+                     cores=len(os.sched_getaffinity(0)))
+    return pre, post, py
+
+
+def _mean_ms(work, n=150) -> tuple[float, float]:
+    """Mean wall and CPU ms (every thread: OpenCV runs its own) per call over n calls in a row:
+    a pipeline's throughput follows the mean, and on this VM a median of 30 calls moved
+    0.84-1.38 ms within a minute (the mean of 150: 0.85-1.14)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(n):
+        work(i)
+    return (time.perf_counter() - t0) * 1e3 / n, (time.process_time() - c0) * 1e3 / n
 
 
 def cpu_loop(folder: Path, workdir: Path) -> int:
@@ -159,7 +172,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu", metavar="DIR", help="the whole loop on CPU PEs, from bench JSON in DIR")
     ap.add_argument("--workdir", default="out", help="where the bench cached its profiles")
-    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--frames", type=int, default=1000, help="frames per run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds per network, each measuring the host's terms and then running; "
+                         "the table gives medians (the range of the last ratio in brackets)")
     ap.add_argument("--source", default="synthetic:320x240")
     ap.add_argument("--models", default=",".join(ZOO))
     ap.add_argument("-o", "--output", default="out/closing_loop.json")
@@ -174,32 +190,62 @@ def main() -> int:
         plan = make_plan(prof, "heuristic", pes=["gpu", "dla0", "dla1"])
         spec = from_dict({"model": {"zoo": name}, "source": args.source, "frames": args.frames,
                           "engine": {"emulate": "timing"}, "sink": "none"}, "closing-loop")
-        pre, post, py = host_python(g, spec)
         free = simulate(prof, plan, frames=args.frames)
         feeds = [{g.inputs[0]: np.zeros(g.tensors[g.inputs[0]].shape, np.float32)}]
-        net = job.network_pipeline(g, prof, plan, spec, feeds, args.frames).run()
-        costed = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post)
-        held = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post, interpreter=py)
-        loop = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames)).run()
+        rounds = []
+        for _ in range(args.rounds):
+            # each round measures the host's terms right before its runs, so that a ratio sets a
+            # run against a simulation of the machine as fast as it was then (it drifts >10%)
+            pre_work, post_work, py = host_python(g, spec)
+            cpu = time.process_time()
+            net = job.network_pipeline(g, prof, plan, spec, feeds, args.frames).run()
+            # the runtime's CPU per thread turn (waking, queues, PE locks: a lock that several
+            # stages share doubles it), from the same threads and locks without pre/post work:
+            # the source, pre, every stage once, post and the sink are a frame's turns
+            turn = (time.process_time() - cpu) * 1e3 / (args.frames * (len(plan.stages) + 4))
+            before = _mean_ms(pre_work) + _mean_ms(post_work)
+            loop = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames)).run()
+            after = _mean_ms(pre_work) + _mean_ms(post_work)
+            # the loop is run between two measurements of the host's work, whose means it is
+            # simulated with, since the VM's speed drifts by more than the target within minutes
+            pre, pre_cpu, post, post_cpu = ((x + y) / 2 for x, y in zip(before, after))
+            py = dataclasses.replace(py, pre_cpu_ms=pre_cpu, post_cpu_ms=post_cpu, turn_cpu_ms=turn)
+            costed = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post)
+            locked = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post,
+                              interpreter=dataclasses.replace(py, cores=0))
+            held = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post, interpreter=py)
+            rounds.append({"pre_ms": pre, "post_ms": post, "interpreter": vars(py),
+                           "emulated_net_fps": net.fps, "ratio_net": net.fps / free.throughput_fps,
+                           "sim_prepost_fps": costed.throughput_fps,
+                           "sim_interpreter_fps": locked.throughput_fps,
+                           "sim_cores_fps": held.throughput_fps, "emulated_loop_fps": loop.fps,
+                           "ratio_loop": loop.fps / costed.throughput_fps,
+                           "ratio_loop_interpreter": loop.fps / locked.throughput_fps,
+                           "ratio_loop_cores": loop.fps / held.throughput_fps})
         doc[name] = {"plan": plan.to_dict(), "bound_fps": plan.throughput_fps,
-                     "sim_fps": free.throughput_fps, "emulated_net_fps": net.fps,
-                     "ratio_net": net.fps / free.throughput_fps,
-                     "pre_ms": pre, "post_ms": post, "sim_prepost_fps": costed.throughput_fps,
-                     "interpreter": vars(py), "sim_interpreter_fps": held.throughput_fps,
-                     "emulated_loop_fps": loop.fps, "ratio_loop": loop.fps / costed.throughput_fps,
-                     "ratio_loop_interpreter": loop.fps / held.throughput_fps}
+                     "sim_fps": free.throughput_fps, "rounds": rounds}
+        med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "interpreter"}
+        med.update({k: statistics.median(r["interpreter"][k] for r in rounds)
+                    for k in ("pre_share", "post_share", "hop_ms", "turn_cpu_ms")})
+        doc[name].update(med)
+        worst = [r["ratio_loop_cores"] for r in rounds]
+        pre, post = med["pre_ms"], med["post_ms"]
         d = doc[name]
         rows.append(f"| {name}-relu | {len(plan.stages)} | {d['bound_fps']:.1f} | {d['sim_fps']:.1f} | "
                     f"{d['emulated_net_fps']:.1f} | **{d['ratio_net']:.3f}** | {pre:.2f} / {post:.2f} | "
-                    f"{d['sim_prepost_fps']:.1f} | {py.pre_share:.2f} / {py.post_share:.2f} / "
-                    f"{py.hop_ms * 1e3:.0f} us | {d['sim_interpreter_fps']:.1f} | "
+                    f"{d['sim_prepost_fps']:.1f} | {d['pre_share']:.2f} / {d['post_share']:.2f} / "
+                    f"{d['hop_ms'] * 1e3:.0f} / {d['turn_cpu_ms'] * 1e3:.0f} us | "
+                    f"{d['sim_interpreter_fps']:.1f} | {d['sim_cores_fps']:.1f} | "
                     f"{d['emulated_loop_fps']:.1f} | {d['ratio_loop']:.3f} | "
-                    f"**{d['ratio_loop_interpreter']:.3f}** |")
+                    f"{d['ratio_loop_interpreter']:.3f} | "
+                    f"**{d['ratio_loop_cores']:.3f}** ({min(worst):.3f}-{max(worst):.3f}) |")
         print(rows[-1], file=sys.stderr)
     table = ("| network | stages | bound fps | simulated fps | emulated run fps (network) | run / sim "
-             "| pre / post ms here | simulated with pre/post | lock share pre / post, hop | simulated "
-             "with the interpreter lock | emulated run fps (detection loop) | run / sim without the "
-             "lock | run / sim with it |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+             "| pre / post ms here | simulated with pre/post | lock share pre / post, hop / turn CPU "
+             "| simulated with the interpreter lock | and the host's cores | emulated run fps "
+             "(detection loop) | "
+             "run / sim without the lock | with the lock | with the lock and the cores (range) |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
              + "\n".join(rows))
     write_text(args.output, json.dumps(doc, indent=1) + "\n")
     print(table)

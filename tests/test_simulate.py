@@ -247,3 +247,23 @@ def test_the_interpreter_lock_serialises_the_hosts_python_by_hand():
     assert fps(Interpreter(pre_share=0.5, post_share=0.5)) == pytest.approx(250, rel=0.01)
     assert fps(Interpreter(hop_ms=0.5, pre_share=1.0, post_share=1.0)) == \
         pytest.approx(1000 / 10.5, rel=0.01)
+
+
+def test_the_hosts_cores_by_hand():
+    """The same 1 ms stage, pre and post 4 ms each without the lock, in pools of two threads
+    (500 fps without cores). On two cores pre and post still overlap: 8 ms of work a frame on
+    two cores, 250 fps; on one, 125 fps; on four, the pools' 500. A thread's turn that costs
+    0.4 ms of a core, five turns a frame, adds 2 ms on one core (100 fps); OpenCV's threads
+    burning 4 ms beside each pre call (pre_cpu_ms 8) add 4 ms of a core (one core: 1000 / 12)."""
+    from hetsched.simulate import Interpreter
+    prof = chain_profile([{"a": 1.0}], {"a": "cpu"})
+    plan = plan_of(prof, [["a"]])
+
+    def fps(py):
+        return simulate(prof, plan, frames=300, buffers=4, pre_ms=4.0, post_ms=4.0, pre_threads=2,
+                        post_threads=2, interpreter=py).steady_fps
+    assert fps(Interpreter(cores=4)) == pytest.approx(500, rel=0.01)
+    assert fps(Interpreter(cores=2)) == pytest.approx(250, rel=0.01)
+    assert fps(Interpreter(cores=1)) == pytest.approx(125, rel=0.01)
+    assert fps(Interpreter(cores=1, turn_cpu_ms=0.4)) == pytest.approx(100, rel=0.01)
+    assert fps(Interpreter(cores=1, pre_cpu_ms=8.0)) == pytest.approx(1000 / 12, rel=0.01)

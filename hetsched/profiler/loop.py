@@ -27,9 +27,9 @@ PRE_NAME, POST_NAME = "preprocess", "postprocess"
 FRAME, DETECTIONS = "hetsched.frame", "hetsched.detections"
 # part of a cached pipeline profile's key: bumped when the loop's code changes what it costs
 # (2: NMS in OpenCV, ~4x faster than the numpy loop before it; 3: host_ms charges the spec's
-# sinks, not always a JSON encoding; identical PEs pooled, profiler.pooling), so old caches are
-# measured again
-LOOP_CODE_VERSION = 3
+# sinks, not always a JSON encoding; identical PEs pooled, profiler.pooling; 4: OpenCV single-
+# threaded, `runtime.task.make_task`), so old caches are measured again
+LOOP_CODE_VERSION = 4
 
 
 def with_loop(net: Profile, pre_ms: dict[str, float], post_ms: dict[str, float], *,
