@@ -95,3 +95,18 @@ def test_pooling_keeps_the_groups_total_and_the_raw_figures(costs, c01, c10):
     assert raw["raw_sum_ms"]["cpu0"] == pytest.approx(sum(per_pe["cpu0"]), abs=1e-3)
     assert prof.layers[0].cost_ms["cpu0"] == per_pe["cpu0"][0]     # the input is not changed
     assert pool(prof, [["cpu0"], ["gpu", "cpu1"]], "none") is prof  # no group of two left
+
+
+def test_contention_is_taken_again_while_identical_cores_disagree():
+    from hetsched.profiler.pooling import agreeing
+    burst = {"cpu0": {"cpu1": 0.04}, "cpu1": {"cpu0": 0.66}}
+    calm = {"cpu0": {"cpu1": 0.02}, "cpu1": {"cpu0": 0.03}}
+    tables = iter([burst, calm, burst])
+    assert agreeing(lambda: next(tables), [["cpu0", "cpu1"]]) == (calm, 2)
+    # different kinds of PE may differ: one table is enough
+    assert agreeing(lambda: burst, []) == (burst, 1)
+    # never agreeing: the median of the three tries per pair
+    tables = iter([burst, {"cpu0": {"cpu1": 0.0}, "cpu1": {"cpu0": 0.2}},
+                   {"cpu0": {"cpu1": 0.1}, "cpu1": {"cpu0": 0.3}}])
+    assert agreeing(lambda: next(tables), [["cpu0", "cpu1"]]) == \
+        ({"cpu0": {"cpu1": 0.04}, "cpu1": {"cpu0": 0.3}}, 3)

@@ -159,12 +159,14 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
         fused = fused or res["fused"]
         if res["untraced"]:
             untraced[pe.name] = res["untraced"]
-    cont = {}
+    cont, tries = {}, 0
     if len(pes) > 1:
         if progress:
             progress("contention", 0, 1)
-        cont = runtime_terms.contention(data, {pe.name: pe.extra["cores"] for pe in pes}, threads,
-                                        optimization)
+        cont, tries = pooling.agreeing(
+            lambda: runtime_terms.contention(data, {pe.name: pe.extra["cores"] for pe in pes},
+                                             threads, optimization),
+            pooling.interchangeable(pe_signatures(pes)))
         if progress:
             progress("contention", 1, 1)
     if progress:
@@ -200,6 +202,8 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
                            "(board.cut_cost; alone as the same-PE 'p->p' entry)",
         "cut_cost": cut,
     }
+    if tries:
+        board["contention_tries"] = tries    # taken again while identical cores disagreed
     spread = _core_spread({p: sum(c) for p, c in costs.items()})
     if spread is not None:
         board["pe_cost_spread"] = spread
@@ -215,8 +219,8 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
 
 
 # recorded in the board; a cached profile of another version is measured again (2: identical
-# PEs pooled)
-PROFILER_VERSION = 2
+# PEs pooled; 3: contention taken again while identical cores disagree, pooling.agreeing)
+PROFILER_VERSION = 3
 
 POOL_WHY = ("PEs whose cores are the same in number and kind (hetsched.cores.pe_signatures): "
             "every layer cost and contention is the mean over the group, whose members the "

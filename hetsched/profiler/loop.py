@@ -28,8 +28,9 @@ FRAME, DETECTIONS = "hetsched.frame", "hetsched.detections"
 # part of a cached pipeline profile's key: bumped when the loop's code changes what it costs
 # (2: NMS in OpenCV, ~4x faster than the numpy loop before it; 3: host_ms charges the spec's
 # sinks, not always a JSON encoding; identical PEs pooled, profiler.pooling; 4: OpenCV single-
-# threaded, `runtime.task.make_task`), so old caches are measured again
-LOOP_CODE_VERSION = 4
+# threaded, `runtime.task.make_task`; 5: contention taken again while identical cores disagree,
+# `pooling.agreeing`), so old caches are measured again
+LOOP_CODE_VERSION = 5
 
 
 def with_loop(net: Profile, pre_ms: dict[str, float], post_ms: dict[str, float], *,
@@ -167,13 +168,17 @@ def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9
                 f.tensors.update(zip(names, mine.run(names, f.tensors)))
                 task.post(f)
             return run
-        contention = contention_of(loop_body, {pe.name: pe.extra["cores"] for pe in pes})
-    boxes = [len(f.result.to_list()) if hasattr(f.result, "to_list") else 0 for f in results[:20]]
     from ..cores import pe_signatures
-    from .pooling import interchangeable, mean_over, pooled_contention
+    from .pooling import agreeing, interchangeable, mean_over, pooled_contention
     groups = interchangeable(pe_signatures(pes))
+    tries = 0
+    if len(pes) > 1:
+        contention, tries = agreeing(
+            lambda: contention_of(loop_body, {pe.name: pe.extra["cores"] for pe in pes}), groups)
+    boxes = [len(f.result.to_list()) if hasattr(f.result, "to_list") else 0 for f in results[:20]]
     raw = {"pre_ms": {p: _median_ms(v) for p, v in pre.items()},
-           "post_ms": {p: _median_ms(v) for p, v in post.items()}, "contention": contention}
+           "post_ms": {p: _median_ms(v) for p, v in post.items()}, "contention": contention,
+           "contention_tries": tries}
     return {"pre_ms": mean_over(raw["pre_ms"], groups), "post_ms": mean_over(raw["post_ms"], groups),
             "pooled": {"groups": groups, "raw": raw} if groups else None,
             "read_ms": _median_ms(read[warmup:] or read), "sink_ms": sink_ms,
