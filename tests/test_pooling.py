@@ -97,16 +97,22 @@ def test_pooling_keeps_the_groups_total_and_the_raw_figures(costs, c01, c10):
     assert pool(prof, [["cpu0"], ["gpu", "cpu1"]], "none") is prof  # no group of two left
 
 
-def test_contention_is_taken_again_while_identical_cores_disagree():
+def test_contention_is_taken_until_two_takes_agree():
     from hetsched.profiler.pooling import agreeing
     burst = {"cpu0": {"cpu1": 0.04}, "cpu1": {"cpu0": 0.66}}
+    both = {"cpu0": {"cpu1": 0.6}, "cpu1": {"cpu0": 0.62}}
     calm = {"cpu0": {"cpu1": 0.02}, "cpu1": {"cpu0": 0.03}}
-    tables = iter([burst, calm, burst])
-    assert agreeing(lambda: next(tables), [["cpu0", "cpu1"]]) == (calm, 2)
-    # different kinds of PE may differ: one table is enough
-    assert agreeing(lambda: burst, []) == (burst, 1)
-    # never agreeing: the median of the three tries per pair
-    tables = iter([burst, {"cpu0": {"cpu1": 0.0}, "cpu1": {"cpu0": 0.2}},
-                   {"cpu0": {"cpu1": 0.1}, "cpu1": {"cpu0": 0.3}}])
-    assert agreeing(lambda: next(tables), [["cpu0", "cpu1"]]) == \
-        ({"cpu0": {"cpu1": 0.04}, "cpu1": {"cpu0": 0.3}}, 3)
+    calm2 = {"cpu0": {"cpu1": 0.03}, "cpu1": {"cpu0": 0.01}}
+    pair = [["cpu0", "cpu1"]]
+    takes = iter([calm, calm2])
+    assert agreeing(lambda: next(takes), pair) == (
+        {"cpu0": {"cpu1": 0.025}, "cpu1": {"cpu0": 0.02}}, 2)
+    # identical cores that disagree within a take, or a burst on both at once: a third take,
+    # and the median outvotes the burst
+    for odd in (burst, both):
+        takes = iter([odd, calm, calm2])
+        assert agreeing(lambda: next(takes), pair) == (
+            {"cpu0": {"cpu1": 0.03}, "cpu1": {"cpu0": 0.03}}, 3)
+    # PEs of different kinds may differ within a take; two takes that agree are enough
+    takes = iter([burst, burst])
+    assert agreeing(lambda: next(takes), []) == (burst, 2)

@@ -203,7 +203,7 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
         "cut_cost": cut,
     }
     if tries:
-        board["contention_tries"] = tries    # taken again while identical cores disagreed
+        board["contention_tries"] = tries    # takes until two agreed (pooling.agreeing)
     spread = _core_spread({p: sum(c) for p, c in costs.items()})
     if spread is not None:
         board["pe_cost_spread"] = spread
@@ -219,7 +219,7 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
 
 
 # recorded in the board; a cached profile of another version is measured again (2: identical
-# PEs pooled; 3: contention taken again while identical cores disagree, pooling.agreeing)
+# PEs pooled; 3: contention taken until two takes agree, pooling.agreeing)
 PROFILER_VERSION = 3
 
 POOL_WHY = ("PEs whose cores are the same in number and kind (hetsched.cores.pe_signatures): "
