@@ -64,7 +64,8 @@ def agreeing(measure, groups: list[list[str]], tries: int = 3,
              spread: float = 0.05) -> tuple[dict, int]:
     """A contention table that two takes of `measure()` agree on: taken twice, and if any pair
     differs by more than `spread` between them, or the pairs within a group of identical PEs do
-    (within each take), again, up to `tries`; then each pair's median over the takes. Returns
+    (within each take), again, up to `tries`; then each pair's median over the takes, and
+    within a group one figure for every pair, the median over all its pairs' samples. Returns
     (table, takes). Why: on the 2-core EPYC VM, in the ten bench profiles of one sitting, three
     loop-contention takes came out far off: 0.66 one way and 0.04 the other on two identical
     cores, and twice ~0.6 both ways together, where repeats of the same take gave 0-4% (8 of 8)
@@ -80,6 +81,14 @@ def agreeing(measure, groups: list[list[str]], tries: int = 3,
             break
     out = {p: {q: statistics.median(t[p][q] for t in taken) for q in row}
            for p, row in taken[0].items()}
+    for g in groups:
+        # within identical PEs every pair is one quantity: the median over all its samples
+        # (pairs x takes) outvotes a burst that hit one direction in two takes of three
+        pairs = [(p, q) for p in g for q in g if p != q and q in taken[0].get(p, {})]
+        if pairs:
+            m = statistics.median(t[p][q] for t in taken for p, q in pairs)
+            for p, q in pairs:
+                out[p][q] = m
     return out, len(taken)
 
 
