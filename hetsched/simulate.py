@@ -242,6 +242,8 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
     """Replay `plan` for `frames` frames; stage times come from the contract's evaluator."""
     if frames < 1 or buffers < 1 or pre_threads < 1 or post_threads < 1:
         raise HetschedError("frames, buffers and thread counts must be at least 1")
+    if interpreter is not None and interpreter.cores < 0:
+        raise HetschedError(f"the host's cores must be 0 (not modeled) or more, got {interpreter.cores}")
     if not (pre_ms >= 0 and post_ms >= 0):       # NaN fails too
         raise HetschedError(f"pre- and post-processing times must be >= 0 ms, got {pre_ms} and {post_ms}")
     priced = evaluate(profile, plan.stages, plan.method, check=False, dla_fallback=plan.dla_fallback)
@@ -273,20 +275,24 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
 
     def python(ms, share, beside=0.0):
         """`ms` of work, `share` of it holding the interpreter lock; where the host's cores are
-        modeled, on one of them throughout, with `beside` ms more CPU burnt on another by the
-        library's own threads (OpenCV's), which this thread does not wait for."""
-        if cores is not None:
-            if beside > 0:
-                sim.start(burn(beside))
-            yield _Acquire(cores)
+        modeled, each part on one of them (a thread waiting for the interpreter lock sleeps, so
+        the lock is taken first, the core second: one order, no deadlock), with `beside` ms
+        more CPU burnt on another by a library's own threads, which this thread does not wait
+        for."""
+        if cores is not None and beside > 0:
+            sim.start(burn(beside))
         if ms * share > 0:
             yield _Acquire(gil)
-            yield _Hold(ms * share)
+            if cores is not None:
+                yield from burn(ms * share)
+            else:
+                yield _Hold(ms * share)
             yield _Release(gil)
         if ms * (1 - share) > 0:
-            yield _Hold(ms * (1 - share))
-        if cores is not None:
-            yield _Release(cores)
+            if cores is not None:
+                yield from burn(ms * (1 - share))
+            else:
+                yield _Hold(ms * (1 - share))
 
     def turn():
         """A thread's turn at a frame: waking (CPU only, where cores are modeled), then the

@@ -122,7 +122,7 @@ def host_python(g, spec, n=30):
 
 
 def _mean_ms(work, n=150) -> tuple[float, float]:
-    """Mean wall and CPU ms (every thread: OpenCV runs its own) per call over n calls in a row:
+    """Mean wall and CPU ms (`process_time`: every thread of the process) per call over n calls:
     a pipeline's throughput follows the mean, and on this VM a median of 30 calls moved
     0.84-1.38 ms within a minute (the mean of 150: 0.85-1.14)."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -201,7 +201,8 @@ def main() -> int:
             net = job.network_pipeline(g, prof, plan, spec, feeds, args.frames).run()
             # the runtime's CPU per thread turn (waking, queues, PE locks: a lock that several
             # stages share doubles it), from the same threads and locks without pre/post work:
-            # the source, pre, every stage once, post and the sink are a frame's turns
+            # the source, pre, every stage once, post and the sink are a frame's turns (the
+            # pipeline's start and end are in it too: a little over a turn's own cost)
             turn = (time.process_time() - cpu) * 1e3 / (args.frames * (len(plan.stages) + 4))
             before = _mean_ms(pre_work) + _mean_ms(post_work)
             loop = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames)).run()
@@ -228,7 +229,7 @@ def main() -> int:
         med.update({k: statistics.median(r["interpreter"][k] for r in rounds)
                     for k in ("pre_share", "post_share", "hop_ms", "turn_cpu_ms")})
         doc[name].update(med)
-        worst = [r["ratio_loop_cores"] for r in rounds]
+        ratios = [r["ratio_loop_cores"] for r in rounds]
         pre, post = med["pre_ms"], med["post_ms"]
         d = doc[name]
         rows.append(f"| {name}-relu | {len(plan.stages)} | {d['bound_fps']:.1f} | {d['sim_fps']:.1f} | "
@@ -238,7 +239,7 @@ def main() -> int:
                     f"{d['sim_interpreter_fps']:.1f} | {d['sim_cores_fps']:.1f} | "
                     f"{d['emulated_loop_fps']:.1f} | {d['ratio_loop']:.3f} | "
                     f"{d['ratio_loop_interpreter']:.3f} | "
-                    f"**{d['ratio_loop_cores']:.3f}** ({min(worst):.3f}-{max(worst):.3f}) |")
+                    f"**{d['ratio_loop_cores']:.3f}** ({min(ratios):.3f}-{max(ratios):.3f}) |")
         print(rows[-1], file=sys.stderr)
     table = ("| network | stages | bound fps | simulated fps | emulated run fps (network) | run / sim "
              "| pre / post ms here | simulated with pre/post | lock share pre / post, hop / turn CPU "

@@ -106,13 +106,13 @@ def test_contention_is_taken_until_two_takes_agree():
     pair = [["cpu0", "cpu1"]]
     takes = iter([calm, calm2])     # identical cores: one figure, the median of 4 samples
     assert agreeing(lambda: next(takes), pair) == (
-        {"cpu0": {"cpu1": 0.025}, "cpu1": {"cpu0": 0.025}}, 2)
+        {"cpu0": {"cpu1": 0.025}, "cpu1": {"cpu0": 0.025}}, [calm, calm2])
     # identical cores that disagree within a take, or a burst on both at once: a third take,
     # and the median of the six samples outvotes the burst, even one in two takes of three
     for takes in ([burst, calm, calm2], [both, calm, calm2], [burst, burst, calm]):
         takes = iter(takes)
-        got, n = agreeing(lambda: next(takes), pair)
-        assert n == 3 and got["cpu0"]["cpu1"] == got["cpu1"]["cpu0"] <= 0.04
+        got, taken = agreeing(lambda: next(takes), pair)
+        assert len(taken) == 3 and got["cpu0"]["cpu1"] == got["cpu1"]["cpu0"] <= 0.04
     # PEs of different kinds may differ within a take; two takes that agree are enough
     takes = iter([burst, burst])
-    assert agreeing(lambda: next(takes), []) == (burst, 2)
+    assert agreeing(lambda: next(takes), []) == (burst, [burst, burst])

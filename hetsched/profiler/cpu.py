@@ -159,11 +159,11 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
         fused = fused or res["fused"]
         if res["untraced"]:
             untraced[pe.name] = res["untraced"]
-    cont, tries = {}, 0
+    cont, takes = {}, []
     if len(pes) > 1:
         if progress:
             progress("contention", 0, 1)
-        cont, tries = pooling.agreeing(
+        cont, takes = pooling.agreeing(
             lambda: runtime_terms.contention(data, {pe.name: pe.extra["cores"] for pe in pes},
                                              threads, optimization),
             pooling.interchangeable(pe_signatures(pes)))
@@ -202,8 +202,8 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
                            "(board.cut_cost; alone as the same-PE 'p->p' entry)",
         "cut_cost": cut,
     }
-    if tries:
-        board["contention_tries"] = tries    # takes until two agreed (pooling.agreeing)
+    if takes:
+        board["contention_takes"] = takes    # as measured, until two agreed (pooling.agreeing)
     spread = _core_spread({p: sum(c) for p, c in costs.items()})
     if spread is not None:
         board["pe_cost_spread"] = spread

@@ -171,14 +171,14 @@ def measure_loop(graph, task, source_factory, pes, *, host: str, rounds: int = 9
     from ..cores import pe_signatures
     from .pooling import agreeing, interchangeable, mean_over, pooled_contention
     groups = interchangeable(pe_signatures(pes))
-    tries = 0
+    takes: list = []
     if len(pes) > 1:
-        contention, tries = agreeing(
+        contention, takes = agreeing(
             lambda: contention_of(loop_body, {pe.name: pe.extra["cores"] for pe in pes}), groups)
     boxes = [len(f.result.to_list()) if hasattr(f.result, "to_list") else 0 for f in results[:20]]
     raw = {"pre_ms": {p: _median_ms(v) for p, v in pre.items()},
            "post_ms": {p: _median_ms(v) for p, v in post.items()}, "contention": contention,
-           "contention_tries": tries}
+           "contention_takes": takes}
     return {"pre_ms": mean_over(raw["pre_ms"], groups), "post_ms": mean_over(raw["post_ms"], groups),
             "pooled": {"groups": groups, "raw": raw} if groups else None,
             "read_ms": _median_ms(read[warmup:] or read), "sink_ms": sink_ms,

@@ -61,12 +61,12 @@ def pooled_contention(cont: dict[str, dict[str, float]], groups: list[list[str]]
 
 
 def agreeing(measure, groups: list[list[str]], tries: int = 3,
-             spread: float = 0.05) -> tuple[dict, int]:
+             spread: float = 0.05) -> tuple[dict, list[dict]]:
     """A contention table that two takes of `measure()` agree on: taken twice, and if any pair
     differs by more than `spread` between them, or the pairs within a group of identical PEs do
     (within each take), again, up to `tries`; then each pair's median over the takes, and
     within a group one figure for every pair, the median over all its pairs' samples. Returns
-    (table, takes). Why: on the 2-core EPYC VM, in the ten bench profiles of one sitting, three
+    (table, the takes as measured: kept in the board, so a real asymmetry still shows). Why: on the 2-core EPYC VM, in the ten bench profiles of one sitting, three
     loop-contention takes came out far off: 0.66 one way and 0.04 the other on two identical
     cores, and twice ~0.6 both ways together, where repeats of the same take gave 0-4% (8 of 8)
     and the replicated loops those profiles priced at 0.65-0.80 of what they ran; one take
@@ -89,7 +89,7 @@ def agreeing(measure, groups: list[list[str]], tries: int = 3,
             m = statistics.median(t[p][q] for t in taken for p, q in pairs)
             for p, q in pairs:
                 out[p][q] = m
-    return out, len(taken)
+    return out, taken
 
 
 def _distance(a: dict, b: dict) -> float:
