@@ -219,7 +219,8 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
 
 
 # recorded in the board; a cached profile of another version is measured again (2: identical
-# PEs pooled; 3: contention taken until two takes agree, pooling.agreeing)
+# PEs pooled; 3: contention taken until two takes agree, pooling.agreeing, each sample runs
+# in a row)
 PROFILER_VERSION = 3
 
 POOL_WHY = ("PEs whose cores are the same in number and kind (hetsched.cores.pe_signatures): "

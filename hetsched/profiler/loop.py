@@ -29,7 +29,7 @@ FRAME, DETECTIONS = "hetsched.frame", "hetsched.detections"
 # (2: NMS in OpenCV, ~4x faster than the numpy loop before it; 3: host_ms charges the spec's
 # sinks, not always a JSON encoding; identical PEs pooled, profiler.pooling; 4: OpenCV single-
 # threaded, `runtime.task.make_task`; 5: contention taken until two takes agree,
-# `pooling.agreeing`), so old caches are measured again
+# `pooling.agreeing`, each sample runs in a row), so old caches are measured again
 LOOP_CODE_VERSION = 5
 
 
