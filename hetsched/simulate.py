@@ -273,6 +273,13 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
         yield _Hold(ms)
         yield _Release(cores)
 
+    def work(ms):
+        """`ms` of a thread's CPU work: on a core where they are modeled."""
+        if cores is not None:
+            yield from burn(ms)
+        else:
+            yield _Hold(ms)
+
     def python(ms, share, beside=0.0):
         """`ms` of work, `share` of it holding the interpreter lock; where the host's cores are
         modeled, each part on one of them (a thread waiting for the interpreter lock sleeps, so
@@ -283,16 +290,10 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             sim.start(burn(beside))
         if ms * share > 0:
             yield _Acquire(gil)
-            if cores is not None:
-                yield from burn(ms * share)
-            else:
-                yield _Hold(ms * share)
+            yield from work(ms * share)
             yield _Release(gil)
         if ms * (1 - share) > 0:
-            if cores is not None:
-                yield from burn(ms * (1 - share))
-            else:
-                yield _Hold(ms * (1 - share))
+            yield from work(ms * (1 - share))
 
     def turn():
         """A thread's turn at a frame: waking (CPU only, where cores are modeled), then the

@@ -50,14 +50,18 @@ def pooled_contention(cont: dict[str, dict[str, float]], groups: list[list[str]]
     over the group's measured pairs. Pairs across groups are left as measured."""
     out = {p: dict(row) for p, row in cont.items()}
     for g in groups:
-        pairs = [(p, q) for p in g for q in g if p != q]
-        got = [cont[p][q] for p, q in pairs if q in cont.get(p, {})]
+        got = [cont[p][q] for p, q in _measured_pairs(cont, g)]
         if not got:
             continue
         m = sum(got) / len(got)
-        for p, q in pairs:
+        for p, q in ((p, q) for p in g for q in g if p != q):
             out.setdefault(p, {})[q] = m
     return out
+
+
+def _measured_pairs(cont: dict, group: list[str]) -> list[tuple[str, str]]:
+    """The ordered pairs (p slowed by q) within `group` that `cont` holds."""
+    return [(p, q) for p in group for q in group if p != q and q in cont.get(p, {})]
 
 
 def agreeing(measure, groups: list[list[str]], tries: int = 3,
@@ -66,8 +70,9 @@ def agreeing(measure, groups: list[list[str]], tries: int = 3,
     differs by more than `spread` between them, or the pairs within a group of identical PEs do
     (within each take), again, up to `tries`; then each pair's median over the takes, and
     within a group one figure for every pair, the median over all its pairs' samples. Returns
-    (table, the takes as measured: kept in the board, so a real asymmetry still shows). Why: on the 2-core EPYC VM, in the ten bench profiles of one sitting, three
-    loop-contention takes came out far off: 0.66 one way and 0.04 the other on two identical
+    (table, the takes as measured: kept in the board, so a real asymmetry still shows).
+    Why: on the 2-core EPYC VM, in the ten bench profiles of one sitting, three loop-contention
+    takes came out far off: 0.66 one way and 0.04 the other on two identical
     cores, and twice ~0.6 both ways together, where repeats of the same take gave 0-4% (8 of 8)
     and the replicated loops those profiles priced at 0.65-0.80 of what they ran; one take
     alone cannot tell such a burst from the machine."""
@@ -84,7 +89,7 @@ def agreeing(measure, groups: list[list[str]], tries: int = 3,
     for g in groups:
         # within identical PEs every pair is one quantity: the median over all its samples
         # (pairs x takes) outvotes a burst that hit one direction in two takes of three
-        pairs = [(p, q) for p in g for q in g if p != q and q in taken[0].get(p, {})]
+        pairs = _measured_pairs(taken[0], g)
         if pairs:
             m = statistics.median(t[p][q] for t in taken for p, q in pairs)
             for p, q in pairs:
@@ -97,7 +102,7 @@ def _distance(a: dict, b: dict) -> float:
 
 
 def _spread(cont: dict, group: list[str]) -> float:
-    got = [cont[p][q] for p in group for q in group if p != q and q in cont.get(p, {})]
+    got = [cont[p][q] for p, q in _measured_pairs(cont, group)]
     return max(got) - min(got) if got else 0.0
 
 
