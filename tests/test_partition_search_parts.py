@@ -63,7 +63,7 @@ def test_bounds_never_exceed_the_optimum(case):
     rest = completion.Rest(prof, names, groups)
     weights = completion.search_weights(rest, len(names), max_stages)
     start, floor = completion.start_load(prof, names)
-    full = completion.to_go(graph, weights, max_stages)[0][:, 0, 0] + weights @ start[:-1]
+    full = completion.to_go(graph, weights, max_stages)[0][0, :, 0] + weights @ start[:-1]
     small = rest.root(rest.weighted(weights, max_stages), weights)
     if best is None:
         if brute_force(prof, replication=replication, max_stages=max_stages) is None:

@@ -217,7 +217,7 @@ def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float,
     to_go = completion.to_go(graph, weights, max_stages,
                              lambda i: clock.check(f"bounding the rest at layer {i}"))
     start, floor = completion.start_load(profile, names)
-    root = max(float((to_go[0][:, 0, 0] + weights @ start[:-1]).max()), floor)
+    root = max(float((to_go[0][0, :, 0] + weights @ start[:-1]).max()), floor)
     if not np.isfinite(root) or root > upper * (1 + 2 * _TIE) + 1e-12:
         clock.proven, clock.upper_bound, clock.phase2 = saved
         return None
@@ -357,7 +357,7 @@ class _Sweep:
         V = self.to_go[i]
         for a in range(0, len(loads), _CHUNK):
             part = loads[a:a + _CHUNK]
-            rest = V[:, states[a:a + _CHUNK], stages[a:a + _CHUNK]].T
+            rest = V[states[a:a + _CHUNK], :, stages[a:a + _CHUNK]]
             lag = (part @ self.weights.T + rest).max(axis=1)
             out[a:a + _CHUNK] = np.maximum(np.maximum(lag, part.max(axis=1)), self.floor)
         return out
