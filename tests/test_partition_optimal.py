@@ -242,7 +242,8 @@ def test_the_time_limit_is_a_wall_on_skip_heavy_profiles():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from partition_bench import skip_heavy
     pes = ["cpu0", "gpu", "dla0", "dla1"]
-    for n, seed in [(60, 1), (120, 4)]:     # the worst overrun before, and the largest
+    # the worst overrun before, one whose graph reaches 30 M arcs in one layer, the largest
+    for n, seed in [(60, 1), (100, 3), (120, 4)]:
         prof = skip_heavy(n, pes, seed)
         t0 = time.monotonic()
         plan = solve(prof, max_stages=6, time_limit_s=2.0)
@@ -252,3 +253,28 @@ def test_the_time_limit_is_a_wall_on_skip_heavy_profiles():
         if not plan.proven:
             assert optimal.work_bound(prof, pes) <= plan.lower_bound_ms <= plan.bottleneck_ms
             assert plan.gap < 0.5
+
+
+def test_a_state_graph_too_large_to_hold_still_answers(monkeypatch):
+    """Before a layer would take the graph past its memory limit the search stops, saying where,
+    and still answers with a real plan and a proven bound (or, asked for a proof, the error)."""
+    import numpy as np
+
+    from partition_helpers import random_profile
+
+    from hetsched.partition import optimal, stategraph
+    from hetsched.partition.groups import stage_groups
+    prof = random_profile(np.random.default_rng(3), 40, ["cpu0", "gpu", "dla0", "dla1"],
+                          null_rate=0.05)
+    names = list(prof.pes)
+    groups = stage_groups(prof, names, True)
+    arcs = sum(len(step.src) for step in stategraph.build(prof, names, groups).steps)
+    with pytest.raises(stategraph.TooLarge, match="size limit at layer"):
+        stategraph.build(prof, names, groups, max_arcs=arcs // 2)
+    stategraph.build(prof, names, groups, max_arcs=arcs)
+    monkeypatch.setattr(optimal, "_max_arcs", lambda *a: arcs // 2)
+    plan = solve(prof, time_limit_s=None)
+    assert plan.proven is False and optimal.work_bound(prof, names) <= plan.lower_bound_ms
+    assert plan.lower_bound_ms <= plan.bottleneck_ms
+    with pytest.raises(optimal.OptimumUnproven, match="size limit at layer .* proven: optimum >="):
+        solve(prof, time_limit_s=None, require_proof=True)

@@ -63,7 +63,8 @@ def test_bounds_never_exceed_the_optimum(case):
     rest = completion.Rest(prof, names, groups)
     weights = completion.search_weights(rest, len(names), max_stages)
     start, floor = completion.start_load(prof, names)
-    full = completion.to_go(graph, weights, max_stages)[0][0, :, 0] + weights @ start[:-1]
+    bound = completion.to_go(graph, weights, max_stages)
+    full = bound.at(0, 0, 0) + weights @ start[:-1]
     small = rest.root(rest.weighted(weights, max_stages), weights)
     if best is None:
         if brute_force(prof, replication=replication, max_stages=max_stages) is None:
@@ -71,7 +72,8 @@ def test_bounds_never_exceed_the_optimum(case):
         return
     tol = best.bottleneck_ms * 1e-9 + 1e-12
     assert full.max() <= best.bottleneck_ms + tol
-    assert small.max() <= full.max() + tol     # the small state only forgets, never adds
+    # the small state only forgets, never adds (up to the float32 tables' rounding margin)
+    assert small.max() * bound.margin(0) ** 2 <= full.max() + tol
     lat = completion.latency_to_go(graph, max_stages)[0][0, 0] + start[-1]
     assert lat <= best.latency_ms + tol
 

@@ -26,7 +26,7 @@ from ..profile import Profile
 from .cost import sources
 from .stategraph import StateGraph, pricing
 
-_ARCS = 4096     # arcs per chunk of the backward recursions (a chunk's rows stay in cache)
+_ARCS = 1024     # arcs per chunk of the backward recursions (a chunk's rows stay in cache)
 
 
 def simplex_grid(d: int, m: int) -> np.ndarray:
@@ -232,66 +232,106 @@ def search_weights(rest: Rest, npe: int, max_stages: int, keep: int = 24,
 
 
 def _backward(graph: StateGraph, arc_cost, width: int, max_stages: int,
-              deadline_check=None) -> list[np.ndarray]:
-    """out[i] (states before layer i x width x stages so far 0..max_stages): the least total of
+              deadline_check=None, dtype=np.float64) -> list[np.ndarray]:
+    """out[i] (states before layer i x stages so far 0..max_stages x width): the least total of
     `arc_cost(step, arcs)` (the arcs of that slice x width) over the completions that keep
     within `max_stages`.
 
-    An arc gathers the next layer's row of width x stages for its state (a state's row is also
-    what the sweep's bound reads at once), one stage on where it opens a stage. A state's arcs are contiguous, at most one per group, so the minimum
-    over them is taken slab by slab: the k-th arc of every state, then an elementwise minimum.
-    The arcs go in chunks of whole states of about `_ARCS` arcs, each followed by a deadline
-    check: one layer of a 300 x 5 profile has 180,000 arcs, which in one piece (and a
-    `reduceat`) took 2-3 s and gigabytes on the 2-core VM, and 0.2-0.4 s in these chunks."""
+    A state's arcs are contiguous and at most one per group, so a chunk of states becomes a
+    states x groups grid of arc indices: one gather, one add and one minimum over the grid's
+    group axis give the chunk's rows. Each table is held with one more stage (inf) and one
+    more state (inf) than it shows, so that a strided view of it reads a state's row one stage
+    on (what an opening arc needs) and a missing arc reads inf, with no copy. On the 2-core VM
+    the copies and fills of fresh memory this avoids took most of the time; the width is the
+    last axis so the add runs over it in one loop (with `to_go`'s float32 tables: skip-heavy
+    60 x 4, 3 M arcs, 9-10 s -> 4.4 s; synthetic 300 x 5, 1 M arcs, 3.3 s -> 0.4-0.6 s).
+    Chunks of whole states of about `_ARCS` arcs, each followed by a deadline check."""
     n = len(graph.steps)
     s1 = max_stages + 1
-    out = [np.zeros((0, width, s1))] * (n + 1)
-    out[n] = np.zeros((len(graph.states[n]), width, s1))
+
+    def table(states: int) -> np.ndarray:
+        buf = np.empty((states + 1, s1 + 1, width), dtype=dtype)
+        buf[:, s1] = np.inf
+        buf[states] = np.inf
+        return buf
+
+    def shifted(buf: np.ndarray) -> np.ndarray:
+        """buf as (state, 0: as is / 1: one stage on, stage, width)."""
+        st = buf.strides
+        return np.lib.stride_tricks.as_strided(buf, (buf.shape[0], 2, s1, width),
+                                               (st[0], st[1], st[1], st[2]), writeable=False)
+
+    out = [np.zeros((0, s1, width), dtype=dtype)] * (n + 1)
+    nxt = table(len(graph.states[n]))
+    nxt[:-1, :s1] = 0.0
+    out[n] = nxt[:-1, :s1]
     for i in range(n - 1, -1, -1):
         if deadline_check is not None:
             deadline_check(i)
         step = graph.steps[i]
-        v = np.full((len(graph.states[i]), width * s1), np.inf)
+        states = len(graph.states[i])
+        v = table(states)
         arcs = len(step.src)
-        if arcs:
-            nxt = out[i + 1].reshape(len(out[i + 1]), width * s1)
-            starts = np.flatnonzero(np.r_[True, step.src[1:] != step.src[:-1]])
-            slot = np.arange(arcs) - np.repeat(starts, np.diff(np.r_[starts, arcs]))
-            cuts = np.unique(np.r_[0, starts[np.searchsorted(starts, np.arange(_ARCS, arcs, _ARCS))
-                                             .clip(max=len(starts) - 1)], arcs])
-            for a, b in zip(cuts[:-1], cuts[1:]):
-                if deadline_check is not None and b - a < arcs:
-                    deadline_check(i)
-                cost = arc_cost(step, slice(a, b))
-                k_of = slot[a:b]
-                for k in range(int(k_of.max()) + 1):
-                    m = a + np.flatnonzero(k_of == k)
-                    total = nxt[step.dst[m]].reshape(len(m), width, s1)
-                    opens = np.flatnonzero(step.opens[m])
-                    if len(opens):      # an opening reads the next table one stage on
-                        shifted = total[opens]
-                        total[opens, :, :-1] = shifted[:, :, 1:]
-                        total[opens, :, -1] = np.inf
-                    total += cost[m - a][:, :, None]
-                    total = total.reshape(len(m), width * s1)
-                    to = step.src[m]
-                    if k:
-                        np.minimum(total, v[to], out=total)
-                    v[to] = total
-        out[i] = v.reshape(len(v), width, s1)
+        first = np.searchsorted(step.src, np.arange(states + 1))
+        slot = np.arange(arcs) - first[step.src]
+        k = int(slot.max()) + 1 if arcs else 1
+        grid = np.full((states, k), len(nxt) - 1)       # a missing arc: the inf state
+        grid[step.src, slot] = step.dst
+        opens = np.zeros((states, k), dtype=np.int64)
+        opens[step.src, slot] = step.opens
+        arc_at = np.full((states, k), -1)
+        arc_at[step.src, slot] = np.arange(arcs)
+        view = shifted(nxt)
+        per = max(1, _ARCS // k)
+        for a in range(0, states, per):
+            if deadline_check is not None and a:
+                deadline_check(i)
+            b = min(states, a + per)
+            lo, hi = first[a], first[b]
+            cost = np.zeros((b - a, k, width), dtype=dtype)
+            if hi > lo:
+                at = arc_at[a:b]
+                has = at >= 0
+                cost[has] = arc_cost(step, slice(lo, hi))[at[has] - lo]
+            total = view[grid[a:b], opens[a:b]]
+            total += cost[:, :, None, :]
+            np.minimum.reduce(total, axis=1, out=v[a:b, :s1])
+        out[i] = v[:-1, :s1]
+        nxt = v
     return out
 
 
+class ToGo:
+    """Per layer i, state u and stages so far s, the least weighted load a completion adds
+    (per weight vector), over the full state graph; inf where none keeps within `max_stages`.
+
+    The tables are float32: they are the exact planner's largest arrays (a 60-layer skip-heavy
+    graph has 670,000 states x 7 stage counts x 44 weights), and on the 2-core VM their first
+    touch of fresh memory, not the arithmetic, took most of their time. Every entry is a sum of
+    at most 2 (n - i) roundings to nearest of non-negative terms (each arc's cost cast, each
+    add), so it exceeds the exact value by a factor of at most (1 + 2^-24)^(2 (n - i)); `at`
+    multiplies by the margin that undoes that, so what it returns is never above the exact
+    value: still a lower bound, weaker by a relative 10^-5 at most at 300 layers."""
+
+    def __init__(self, tables: list[np.ndarray]):
+        self.tables = tables
+
+    def margin(self, i: int) -> float:
+        return 1.0 - (2 * (len(self.tables) - 1 - i) + 2) * 2.0 ** -24
+
+    def at(self, i: int, states, stages) -> np.ndarray:
+        """The bound (float64, ... x weights) of states `states` with `stages` stages so far."""
+        return self.tables[i][states, stages] * np.float64(self.margin(i))   # float64 out
+
+
 def to_go(graph: StateGraph, weights: np.ndarray, max_stages: int,
-          deadline_check=None) -> list[np.ndarray]:
-    """V[i][u, w, s]: least weighted load a completion adds to state u before layer i with s
-    stages so far, over the full state graph; inf where none keeps within `max_stages`."""
+          deadline_check=None) -> ToGo:
     npe = weights.shape[1]
-    return _backward(graph, lambda step, arcs: step.inc[arcs, :npe] @ weights.T, len(weights), max_stages,
-                     deadline_check)
+    return ToGo(_backward(graph, lambda step, arcs: step.inc[arcs, :npe] @ weights.T, len(weights),
+                          max_stages, deadline_check, np.float32))
 
 
 def latency_to_go(graph: StateGraph, max_stages: int, deadline_check=None) -> list[np.ndarray]:
     """Per (state, stages so far), the least latency the layers still to place add."""
-    return [v[:, 0] for v in _backward(graph, lambda step, arcs: step.inc[arcs, -1:], 1, max_stages,
+    return [v[:, :, 0] for v in _backward(graph, lambda step, arcs: step.inc[arcs, -1:], 1, max_stages,
                                     deadline_check)]

@@ -52,7 +52,18 @@ _TIE = 1e-9
 DEFAULT_TIME_LIMIT_S = 10.0
 BEAM_WIDTH = 4
 MAX_BEAM_WIDTH = 256
+_FRONTIER_S = 0.3
 _CHUNK = 65536      # candidate rows per bound evaluation (memory: rows x weights floats)
+
+
+def _max_arcs(npe: int, groups: int, weights: int, max_stages: int) -> int:
+    """The largest state graph worth building: its arcs (the PE loads and latency, four
+    indices) and the bound tables over its states (a row of weights x stage counts per state,
+    counted as one state per half the groups' arcs; 2-5 arcs a state were measured) within half
+    the memory available now."""
+    import psutil
+    per_arc = 8 * (npe + 1) + 32 + 8 * weights * (max_stages + 1) * 2 // max(1, groups)
+    return int(psutil.virtual_memory().available // 2 // per_arc)
 
 
 class OptimumUnproven(PlanError):
@@ -212,12 +223,17 @@ def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float,
     the time left shared over the `sets_left` sets."""
     saved = clock.proven, clock.upper_bound, clock.phase2
     clock.proven, clock.upper_bound = lower, upper
-    graph = stategraph.build(profile, names, groups,
-                             lambda i: clock.check(f"building the state graph at layer {i}"))
+    try:
+        graph = stategraph.build(
+            profile, names, groups,
+            lambda i, ahead=0.0: clock.check(f"building the state graph at layer {i}", ahead=ahead),
+            max_arcs=_max_arcs(len(names), len(groups), len(weights), max_stages))
+    except stategraph.TooLarge as e:
+        clock.stop(f"{e} of {clock.n}; this profile is too large for the exact planner")
     to_go = completion.to_go(graph, weights, max_stages,
                              lambda i: clock.check(f"bounding the rest at layer {i}"))
     start, floor = completion.start_load(profile, names)
-    root = max(float((to_go[0][0, :, 0] + weights @ start[:-1]).max()), floor)
+    root = max(float((to_go.at(0, 0, 0) + weights @ start[:-1]).max()), floor)
     if not np.isfinite(root) or root > upper * (1 + 2 * _TIE) + 1e-12:
         clock.proven, clock.upper_bound, clock.phase2 = saved
         return None
@@ -309,18 +325,27 @@ class _Clock:
         self.phase2 = False
         self.known: list[list[Stage]] = []   # plans met on the way (for a failed proof)
 
-    def check(self, where: str, frontier=None) -> None:
-        if self.deadline is None or time.perf_counter() <= self.deadline:
+    def check(self, where: str, frontier=None, ahead: float = 0.0) -> None:
+        """Stop (raise `OptimumUnproven`) once the deadline has passed, or would have by the
+        end of work that takes `ahead` seconds and cannot be interrupted. The bound of a
+        sweep's frontier is itself work (it prices every label: 0.3-0.7 s on the widest
+        frontiers of the 2-core VM), so a sweep stops `_FRONTIER_S` early to price it."""
+        if frontier is not None:
+            ahead += _FRONTIER_S
+        if self.deadline is None or time.perf_counter() + ahead <= self.deadline:
             return
         lb = self.proven if frontier is None else max(self.proven, frontier())
-        lb = min(lb, self.upper_bound)
         if self.phase2:
+            lb = min(lb, self.upper_bound)
             raise OptimumUnproven(
                 f"the latency tie-break did not finish within the time limit (bottleneck "
                 f"{lb:.4f} ms found for one PE set); proven: optimum >= {lb:.4f} ms", lb)
-        raise OptimumUnproven(
-            f"the exact search reached its time limit {where} of {self.n}; this profile is too "
-            f"large for the exact planner; proven: optimum >= {lb:.4f} ms", lb)
+        self.stop(f"the exact search reached its time limit {where} of {self.n}; this profile "
+                  f"is too large for the exact planner", lb)
+
+    def stop(self, why: str, proven: float | None = None) -> None:
+        lb = min(self.proven if proven is None else proven, self.upper_bound)
+        raise OptimumUnproven(f"{why}; proven: optimum >= {lb:.4f} ms", lb)
 
 
 class _Sweep:
@@ -354,10 +379,9 @@ class _Sweep:
     def _bound(self, loads: np.ndarray, states: np.ndarray, stages: np.ndarray, i: int) -> np.ndarray:
         """Per row, the Lagrangian bound on the bottleneck of any completion (>= its max load)."""
         out = np.empty(len(loads))
-        V = self.to_go[i]
         for a in range(0, len(loads), _CHUNK):
             part = loads[a:a + _CHUNK]
-            rest = V[states[a:a + _CHUNK], :, stages[a:a + _CHUNK]]
+            rest = self.to_go.at(i, states[a:a + _CHUNK], stages[a:a + _CHUNK])
             lag = (part @ self.weights.T + rest).max(axis=1)
             out[a:a + _CHUNK] = np.maximum(np.maximum(lag, part.max(axis=1)), self.floor)
         return out
