@@ -53,17 +53,35 @@ def test_profile_is_contract_valid(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
 def test_sum_of_layers_matches_whole_model(name):
+    """Profiled twice at most: on the 2-core VM one profile in a few dozen met a burst of noise
+    (a sum of 99.1 against 62.0 ms whole, 5 of 5 within 15% right after), and a profile whose
+    layers really miss their whole model misses every time."""
     g = graph.load(build_zoo(name, 224))   # 416 holds too (at 3.5x the time)
-    prof = profile_cpu(g, _pes()[:1], runs=5, warmup=1)
+    misses = []
+    for _ in range(2):
+        prof = profile_cpu(g, _pes()[:1], runs=5, warmup=1)
+        misses = _sum_misses(name, prof)
+        if not misses:
+            return
+    pytest.fail("; ".join(misses))
+
+
+def _sum_misses(name, prof) -> list[str]:
+    out = []
     for pe in prof.pes:
         # the traced costs of the optimised session the runtime runs (prof.engine), before they
         # are scaled to its untraced run, against that untraced run
         whole = prof.board["optimized_model_ms"][pe]
         summed = prof.board["sum_layers_ms"][pe]
-        assert abs(summed - whole) / whole <= 0.15, f"{name} on {pe}: sum {summed:.1f} vs whole {whole:.1f} ms"
-        assert 0.85 <= prof.board["trace_scale"][pe] <= 1.15
+        if abs(summed - whole) / whole > 0.15:
+            out.append(f"{name} on {pe}: sum {summed:.1f} vs whole {whole:.1f} ms")
+        if not 0.85 <= prof.board["trace_scale"][pe] <= 1.15:
+            out.append(f"{name} on {pe}: trace scale {prof.board['trace_scale'][pe]:.3f}")
         plain = prof.board["sum_unoptimised_layers_ms"][pe]
-        assert abs(plain - prof.board["whole_model_ms"][pe]) / prof.board["whole_model_ms"][pe] <= 0.15
+        plain_whole = prof.board["whole_model_ms"][pe]
+        if abs(plain - plain_whole) / plain_whole > 0.15:
+            out.append(f"{name} on {pe}: unoptimised sum {plain:.1f} vs whole {plain_whole:.1f} ms")
+    return out
 
 
 def test_pe_names():
