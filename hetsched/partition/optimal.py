@@ -30,8 +30,9 @@ Pareto filters, O(F^2 * D) per state, for frontiers of F labels. F is exponentia
 case: once a PE may serve several stages, balancing is a partition problem (the general mapping
 of a pipeline onto heterogeneous processors is NP-hard, Benoit and Robert, JPDC 2008), and every
 split of the work that the bound cannot refute stays on the frontier. The search therefore stops
-at `time_limit_s` (checked inside each layer's work, so the limit is a wall) and answers with the
-best plan it knows, marked unproven, with the lower bound it did prove (or, `require_proof`,
+at `time_limit_s` (checked inside each layer's work, and a step that cannot be interrupted starts
+only if it should end before the limit, so the limit is a wall), or before its state graph would
+outgrow half the free memory (`_max_arcs`), and answers with the best plan it knows, marked unproven, with the lower bound it did prove (or, `require_proof`,
 raises `OptimumUnproven` carrying that bound);
 scripts/partition_bench.py reports where it finishes (every zoo profile and a random 300-layer
 4-PE one within 5 s on the 2-core VM; not a random 300 x 5 or detector-shaped 300 x 4 one).
