@@ -250,8 +250,9 @@ def _backward(graph: StateGraph, arc_cost, width: int, max_stages: int,
     s1 = max_stages + 1
 
     def table(states: int) -> np.ndarray:
+        # its pad stage is filled chunk by chunk with the rows: the first touch of fresh memory
+        # costs ~3 s/GB on this VM, too long to go without a deadline check on a large layer
         buf = np.empty((states + 1, s1 + 1, width), dtype=dtype)
-        buf[:, s1] = np.inf
         buf[states] = np.inf
         return buf
 
@@ -264,6 +265,7 @@ def _backward(graph: StateGraph, arc_cost, width: int, max_stages: int,
     out = [np.zeros((0, s1, width), dtype=dtype)] * (n + 1)
     nxt = table(len(graph.states[n]))
     nxt[:-1, :s1] = 0.0
+    nxt[:-1, s1] = np.inf
     out[n] = nxt[:-1, :s1]
     for i in range(n - 1, -1, -1):
         if deadline_check is not None:
@@ -296,6 +298,7 @@ def _backward(graph: StateGraph, arc_cost, width: int, max_stages: int,
             total = view[grid[a:b], opens[a:b]]
             total += cost[:, :, None, :]
             np.minimum.reduce(total, axis=1, out=v[a:b, :s1])
+            v[a:b, s1] = np.inf
         out[i] = v[:-1, :s1]
         nxt = v
     return out
