@@ -314,7 +314,9 @@ class ToGo:
     at most 2 (n - i) roundings to nearest of non-negative terms (each arc's cost cast, each
     add), so it exceeds the exact value by a factor of at most (1 + 2^-24)^(2 (n - i)); `at`
     multiplies by the margin that undoes that, so what it returns is never above the exact
-    value: still a lower bound, weaker by a relative 10^-5 at most at 300 layers."""
+    value: still a lower bound, weaker by a relative 3.6 10^-5 at most at 300 layers. (The
+    argument needs no subnormal float32: arc costs below float32's smallest normal number are
+    taken as 0, which only lowers the bound; the search's weights reach 4e-46.)"""
 
     def __init__(self, tables: list[np.ndarray]):
         self.tables = tables
@@ -330,8 +332,13 @@ class ToGo:
 def to_go(graph: StateGraph, weights: np.ndarray, max_stages: int,
           deadline_check=None) -> ToGo:
     npe = weights.shape[1]
-    return ToGo(_backward(graph, lambda step, arcs: step.inc[arcs, :npe] @ weights.T, len(weights),
-                          max_stages, deadline_check, np.float32))
+    tiny = np.finfo(np.float32).tiny
+
+    def arc_cost(step, arcs):
+        cost = step.inc[arcs, :npe] @ weights.T
+        cost[cost < tiny] = 0.0
+        return cost
+    return ToGo(_backward(graph, arc_cost, len(weights), max_stages, deadline_check, np.float32))
 
 
 def latency_to_go(graph: StateGraph, max_stages: int, deadline_check=None) -> list[np.ndarray]:

@@ -53,7 +53,7 @@ _TIE = 1e-9
 DEFAULT_TIME_LIMIT_S = 10.0
 BEAM_WIDTH = 4
 MAX_BEAM_WIDTH = 256
-_FRONTIER_S = 0.3
+_FRONTIER_S = 0.5
 _CHUNK = 65536      # candidate rows per bound evaluation (memory: rows x weights floats)
 
 
@@ -230,7 +230,7 @@ def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float,
             lambda i, ahead=0.0: clock.check(f"building the state graph at layer {i}", ahead=ahead),
             max_arcs=_max_arcs(len(names), len(groups), len(weights), max_stages))
     except stategraph.TooLarge as e:
-        clock.stop(f"{e} of {clock.n}; this profile is too large for the exact planner")
+        clock.stop(f"{e}; this profile is too large for the exact planner")
     to_go = completion.to_go(graph, weights, max_stages,
                              lambda i: clock.check(f"bounding the rest at layer {i}"))
     start, floor = completion.start_load(profile, names)
@@ -296,7 +296,8 @@ def _beam_plan(profile, sweep, clock, best: float, sets_left: int) -> float:
     spent, width = 0.0, BEAM_WIDTH
     while width <= MAX_BEAM_WIDTH:
         start = time.perf_counter()
-        beam_clock = _Clock(None if budget is None else start + budget - spent, clock.n)
+        # a beam's frontier is never priced (its bound proves nothing), so it keeps no time back
+        beam_clock = _Clock(None if budget is None else start + budget - spent, clock.n, None)
         try:
             stages = _Sweep(sweep.graph, sweep.weights, sweep.to_go, sweep.max_stages,
                             beam_clock, sweep.start, sweep.floor).run(
@@ -318,9 +319,11 @@ def _beam_plan(profile, sweep, clock, best: float, sets_left: int) -> float:
 class _Clock:
     """The time limit, and what the search has proven when it runs out."""
 
-    def __init__(self, deadline: float | None, n: int):
+    def __init__(self, deadline: float | None, n: int, frontier_s: float | None = _FRONTIER_S):
         self.deadline = deadline
         self.n = n
+        # time kept back to price a sweep's frontier at the end; None: never priced
+        self.frontier_s = frontier_s
         self.proven = 0.0           # a bound no plan beats, raised as the search learns more
         self.upper_bound = np.inf   # the bottleneck of a known plan
         self.phase2 = False
@@ -330,9 +333,12 @@ class _Clock:
         """Stop (raise `OptimumUnproven`) once the deadline has passed, or would have by the
         end of work that takes `ahead` seconds and cannot be interrupted. The bound of a
         sweep's frontier is itself work (it prices every label: 0.3-0.7 s on the widest
-        frontiers of the 2-core VM), so a sweep stops `_FRONTIER_S` early to price it."""
-        if frontier is not None:
-            ahead += _FRONTIER_S
+        frontiers of the 2-core VM, after a layer's candidates that cannot be split), so a sweep
+        stops `frontier_s` early to price it."""
+        if self.frontier_s is None:
+            frontier = None
+        elif frontier is not None:
+            ahead += self.frontier_s
         if self.deadline is None or time.perf_counter() + ahead <= self.deadline:
             return
         lb = self.proven if frontier is None else max(self.proven, frontier())
@@ -343,6 +349,12 @@ class _Clock:
                 f"{lb:.4f} ms found for one PE set); proven: optimum >= {lb:.4f} ms", lb)
         self.stop(f"the exact search reached its time limit {where} of {self.n}; this profile "
                   f"is too large for the exact planner", lb)
+
+    def priced_by(self) -> float | None:
+        """When work that a sweep's frontier is priced after must end."""
+        if self.deadline is None:
+            return None
+        return self.deadline - (self.frontier_s or 0.0)
 
     def stop(self, why: str, proven: float | None = None) -> None:
         lb = min(self.proven if proven is None else proven, self.upper_bound)
@@ -377,10 +389,14 @@ class _Sweep:
             u = int(step.dst[arc])
         return float(total[:self.npe].max()), float(total[-1])
 
-    def _bound(self, loads: np.ndarray, states: np.ndarray, stages: np.ndarray, i: int) -> np.ndarray:
-        """Per row, the Lagrangian bound on the bottleneck of any completion (>= its max load)."""
+    def _bound(self, loads: np.ndarray, states: np.ndarray, stages: np.ndarray, i: int,
+               check=None) -> np.ndarray:
+        """Per row, the Lagrangian bound on the bottleneck of any completion (>= its max load).
+        `check()` runs between chunks (a wide frontier's candidates take over a second)."""
         out = np.empty(len(loads))
         for a in range(0, len(loads), _CHUNK):
+            if check is not None and a:
+                check()
             part = loads[a:a + _CHUNK]
             rest = self.to_go.at(i, states[a:a + _CHUNK], stages[a:a + _CHUNK])
             lag = (part @ self.weights.T + rest).max(axis=1)
@@ -400,17 +416,21 @@ class _Sweep:
             labels[0, npe] = self.start[-1]
         where = np.zeros(1, dtype=np.int64)   # state of each label, ascending
         history = []
+        rate = 0.0      # seconds per candidate that making a layer's candidates took at most
         for i, step in enumerate(graph.steps):
             frontier = (lambda L=labels, s=where, i=i:
                         float(self._bound(L[:, :npe], s, L[:, -1].astype(np.int64), i).min())
                         if len(L) else np.inf)
-            clock.check(f"at layer {i}", frontier)
             count = np.bincount(where, minlength=len(graph.states[i]))
             first = np.cumsum(count) - count
             per_arc = count[step.src]
             total = int(per_arc.sum())
+            # making the layer's candidates cannot stop half-way: start it only if it should
+            # end before the deadline at the slowest rate per candidate seen so far
+            clock.check(f"at layer {i}", frontier, ahead=rate * total)
             if total == 0:
                 return None
+            began = time.perf_counter()
             arc = np.repeat(np.arange(len(step.src)), per_arc)
             row = first[step.src][arc] + np.arange(total) - np.repeat(np.cumsum(per_arc) - per_arc,
                                                                        per_arc)
@@ -421,7 +441,10 @@ class _Sweep:
             fits = cand[:, -1] <= self.max_stages
             cand, dst, row, arc = cand[fits], dst[fits], row[fits], arc[fits]
             used = cand[:, -1].astype(np.int64)
-            score = self._bound(cand[:, :npe], dst, used, i + 1)
+            if total >= 10_000:
+                rate = max(rate, (time.perf_counter() - began) / total)
+            score = self._bound(cand[:, :npe], dst, used, i + 1,
+                                lambda: clock.check(f"at layer {i}", frontier))
             keep = score <= bound
             if latency is not None:
                 keep &= cand[:, npe] + latency[0][i + 1][dst, used] <= latency[1]
@@ -457,7 +480,7 @@ class _Sweep:
             if k % 32 == 31:
                 self.clock.check(where_msg, frontier)
             try:
-                kept.append(idx[pareto.minimal(cand[idx], self.clock.deadline)])
+                kept.append(idx[pareto.minimal(cand[idx], self.clock.priced_by())])
             except pareto.TimeUp:
                 self.clock.check(where_msg, frontier)
                 raise

@@ -94,7 +94,8 @@ class TooLarge(Exception):
     """The graph would pass `max_arcs` at `layer` (its states there would take `arcs` arcs)."""
 
     def __init__(self, layer: int, arcs: int):
-        super().__init__(f"the state graph would pass its size limit at layer {layer} ({arcs:,} arcs)")
+        super().__init__(f"the state graph would pass its size limit at layer {layer} "
+                         f"({arcs:,} arcs in that layer)")
         self.layer, self.arcs = layer, arcs
 
 
@@ -156,6 +157,8 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
         return table[source]
 
     ng = len(groups)
+    if ng >= np.iinfo(np.int16).max:
+        raise ValueError(f"{ng} stage groups: more than a state row's int16 can number")
     first = np.array([[-1] + [canonical(t, HOST) for t in live[0]] + [0] * len(live[0])],
                      dtype=np.int16)
     total = 0
@@ -216,6 +219,9 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
                     nxt[:, 1 + k] = ctx[:, 1 + q]
                     nxt[:, 1 + len(carry) + k] = 1 if q in ins else got[:, q]
             parts.append((u, h, opens, inc, nxt))
+        if not parts:      # no state reaches this layer (a PE set that cannot run one)
+            parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool),
+                      np.zeros((0, npe + 1)), np.zeros((0, 1 + 2 * len(carry)), np.int16))]
         u, h, opens, inc, nxt = (np.concatenate(x) for x in zip(*parts))
         if deadline_check is not None:
             # numbering the new states cannot stop half-way: give up now if it would end past
