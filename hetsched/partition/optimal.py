@@ -32,8 +32,9 @@ of a pipeline onto heterogeneous processors is NP-hard, Benoit and Robert, JPDC 
 split of the work that the bound cannot refute stays on the frontier. The search therefore stops
 at `time_limit_s` (checked inside each layer's work, and a step that cannot be interrupted starts
 only if it should end before the limit, so the limit is a wall), or before its state graph would
-outgrow half the free memory (`_max_arcs`), and answers with the best plan it knows, marked unproven, with the lower bound it did prove (or, `require_proof`,
-raises `OptimumUnproven` carrying that bound);
+outgrow half the free memory (`_max_arcs`), and answers with the best plan it knows, marked
+unproven, with the lower bound it did prove (or, `require_proof`, raises `OptimumUnproven`
+carrying that bound);
 scripts/partition_bench.py reports where it finishes (every zoo profile and a random 300-layer
 4-PE one within 5 s on the 2-core VM; not a random 300 x 5 or detector-shaped 300 x 4 one).
 """
@@ -60,8 +61,9 @@ _CHUNK = 65536      # candidate rows per bound evaluation (memory: rows x weight
 def _max_arcs(npe: int, groups: int, weights: int, max_stages: int) -> int:
     """The largest state graph worth building: its arcs (the PE loads and latency, four
     indices) and the bound tables over its states (a row of weights x stage counts per state,
-    counted as one state per half the groups' arcs; 2-5 arcs a state were measured) within half
-    the memory available now."""
+    counted as one state per half the groups' arcs; 2-5 arcs a state were measured; 8 bytes an
+    entry, twice the float32 tables', for the arrays a layer makes on the way) within half the
+    memory available now."""
     import psutil
     per_arc = 8 * (npe + 1) + 32 + 8 * weights * (max_stages + 1) * 2 // max(1, groups)
     return int(psutil.virtual_memory().available // 2 // per_arc)
