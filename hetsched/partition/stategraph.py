@@ -99,129 +99,166 @@ class TooLarge(Exception):
         self.layer, self.arcs = layer, arcs
 
 
-def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
-          deadline_check=None, max_arcs: int | None = None) -> StateGraph:
-    """The state graph of plans over `names`, priced with the contention factors of that set.
-    `deadline_check(layer, seconds ahead=0)` is called between pieces of work. Raises `TooLarge` before it would hold more than `max_arcs` arcs: the arcs of one layer are
-    made at once, and a skip-heavy 100-layer graph reached 30 M in one layer (7 GB, and a
-    minute numbering its states, with no point to stop at inside)."""
-    layers = profile.layers
-    npe = len(names)
-    idx = {p: k for k, p in enumerate(names)}
-    outputs = set(profile.graph_outputs)
-    host = profile.host
-    live = live_tensors(profile)
-    xfer = cached_transfers(profile)
-    factor, over = pricing(profile, names, groups)
-    first_factor = [factor[idx[g[0]]] for g in groups]
+class Arcs:
+    """What one more layer does to any state over `names`, priced with the contention factors of
+    that set. `build` applies it to every state a layer can be in. It is apart from `build` so
+    that a search can walk only the states its partial plans reach, priced the same way, where
+    the whole graph is too large (none does yet: on skip-heavy 60 x 4 such a sweep bounded by
+    the optimum met about 3,000 states a layer at most where the whole graph holds 670,000)."""
 
-    def group_of(source: int) -> tuple[str, ...]:
-        return (host,) if source == HOST else groups[source]
+    def __init__(self, profile: Profile, names: list[str], groups: list[tuple[str, ...]]):
+        self.profile, self.names, self.groups = profile, list(names), list(groups)
+        self.npe = npe = len(names)
+        self.ng = ng = len(groups)
+        if ng >= np.iinfo(np.int16).max:
+            raise ValueError(f"{ng} stage groups: more than a state row's int16 can number")
+        self.idx = idx = {p: k for k, p in enumerate(names)}
+        self.outputs = set(profile.graph_outputs)
+        self.live = live_tensors(profile)
+        self.xfer = cached_transfers(profile)
+        self.factor, self.over = pricing(profile, names, groups)
+        self.first_factor = [self.factor[idx[g[0]]] for g in groups]
+        self.readers: dict[str, list[int]] = {}
+        for i, layer in enumerate(profile.layers):
+            for t in dict.fromkeys(layer.inputs):
+                self.readers.setdefault(t, []).append(i)
+        self._in_rows: dict = {}
+        self._canon: dict = {}
+        self._layer: dict = {}
 
-    readers: dict[str, list[int]] = {}
-    for i, layer in enumerate(layers):
-        for t in dict.fromkeys(layer.inputs):
-            readers.setdefault(t, []).append(i)
-    in_rows: dict = {}
+    def _group_of(self, source: int) -> tuple[str, ...]:
+        return (self.profile.host,) if source == HOST else self.groups[source]
 
-    def in_row(source: int, h: int, t: str) -> np.ndarray:
+    def _in_row(self, source: int, h: int, t: str) -> np.ndarray:
         """What receiving tensor t from group `source` adds when group h runs a layer reading it."""
         key = (source, h, t)
-        row = in_rows.get(key)
+        row = self._in_rows.get(key)
         if row is None:
-            src, group = group_of(source), groups[h]
+            src, group, idx, npe = self._group_of(source), self.groups[h], self.idx, self.npe
             k = len(group)
             row = np.zeros(npe + 1)
             for m, p in enumerate(group):
-                row[idx[p]] = mean_in(xfer, src, p, k, m, t) * factor[idx[p]] / k
+                row[idx[p]] = mean_in(self.xfer, src, p, k, m, t) * self.factor[idx[p]] / k
             # the latency column: the first member, with frame 0's producer (a group's first)
-            row[npe] = xfer(src[0], group[0], t) * first_factor[h]
-            in_rows[key] = row
+            row[npe] = self.xfer(src[0], group[0], t) * self.first_factor[h]
+            self._in_rows[key] = row
         return row
 
-    canon: dict = {}
-
-    def canonical(t: str, source: int) -> int:
+    def _canonical(self, t: str, source: int) -> int:
         """The first source group that no later reader of t can tell apart from `source`: what a
         source changes is only what receiving t costs the groups that can run t's readers, so
         sources with equal such costs make states with equal futures (exact, and fewer states
         where, e.g., only the GPU can run a tensor's reader)."""
-        table = canon.get(t)
+        table = self._canon.get(t)
         if table is None:
-            table = canon[t] = {}
+            table = self._canon[t] = {}
             seen: dict = {}
-            for cand in [HOST, *range(len(groups))]:
-                sig = tuple(float(x) for c in readers.get(t, []) for h, g in enumerate(groups)
-                            if runnable(profile, g, c) for x in in_row(cand, h, t))
+            for cand in [HOST, *range(self.ng)]:
+                sig = tuple(float(x) for c in self.readers.get(t, [])
+                            for h, g in enumerate(self.groups)
+                            if runnable(self.profile, g, c) for x in self._in_row(cand, h, t))
                 table[cand] = seen.setdefault(sig, cand)
         return table[source]
 
-    ng = len(groups)
-    if ng >= np.iinfo(np.int16).max:
-        raise ValueError(f"{ng} stage groups: more than a state row's int16 can number")
-    first = np.array([[-1] + [canonical(t, HOST) for t in live[0]] + [0] * len(live[0])],
-                     dtype=np.int16)
+    def root(self) -> np.ndarray:
+        """The one state before the first layer."""
+        live = self.live[0]
+        return np.array([[-1] + [self._canonical(t, HOST) for t in live] + [0] * len(live)],
+                        dtype=np.int16)
+
+    def _prepared(self, i: int):
+        """Layer i's tables: the groups that can run it, what it costs each, what receiving
+        each input costs, and where each tensor live after it comes from."""
+        tables = self._layer.get(i)
+        if tables is not None:
+            return tables
+        profile, live, npe, ng, idx = self.profile, self.live, self.npe, self.ng, self.idx
+        layer, host, xfer = profile.layers[i], profile.host, self.xfer
+        pos = {t: k for k, t in enumerate(live[i])}
+        ins = [pos[t] for t in dict.fromkeys(layer.inputs)]
+        outs_here = [t for t in layer.outputs if t in self.outputs]
+        carry = [pos.get(t) for t in live[i + 1]]
+        hs = [h for h, group in enumerate(self.groups) if runnable(profile, group, i)]
+        own = np.zeros((ng, npe + 1))    # a group's compute and graph outputs for this layer
+        for h in hs:
+            for m, p in enumerate(self.groups[h]):
+                c = layer.cost_ms[p] + sum(xfer(p, host, t) for t in outs_here)
+                own[h, idx[p]] = c * self.factor[idx[p]] / len(self.groups[h])
+                if m == 0:
+                    own[h, npe] = c * self.first_factor[h]
+        # what receiving each input costs, per (its source group + 1, the group reading it)
+        receive = {q: np.array([[self._in_row(s, h, live[i][q]) if h in hs else np.zeros(npe + 1)
+                                 for h in range(ng)] for s in range(HOST, ng)]) for q in ins}
+        fresh = np.array([[0 if q is not None else self._canonical(t, h) for h in range(ng)]
+                          for q, t in zip(carry, live[i + 1])], dtype=np.int64).reshape(-1, ng)
+        tables = (len(live[i]), ins, carry, np.array(hs, dtype=np.int64), own, receive, fresh)
+        self._layer[i] = tables
+        return tables
+
+    def groups_at(self, i: int) -> int:
+        """How many arcs leave each state before layer i (the groups that can run it)."""
+        return len(self._prepared(i)[3])
+
+    def at(self, i: int, block: np.ndarray, base: int = 0):
+        """The arcs over layer i from the states `block` (rows; numbered from `base`): per arc,
+        its state, group, whether it opens a stage, what it adds, and the state it reaches (a
+        row, not yet numbered). Arcs come by state, then by group."""
+        nl, ins, carry, hs_arr, own, receive, fresh = self._prepared(i)
+        npe = self.npe
+        nh = len(hs_arr)
+        u = np.repeat(np.arange(base, base + len(block)), nh)
+        h = np.tile(hs_arr, len(block))
+        ctx = np.repeat(block, nh, axis=0)
+        opens = h != ctx[:, 0]
+        got = ctx[:, 1 + nl:] * ~opens[:, None]      # an opening has received nothing yet
+        paid = np.zeros((len(u), npe + 1))
+        for q in ins:
+            paid += receive[q][ctx[:, 1 + q] + 1, h] * (got[:, q] == 0)[:, None]
+        inc = own[h] + paid
+        inc += self.over[h] * opens[:, None]
+        nxt = np.empty((len(u), 1 + 2 * len(carry)), dtype=np.int16)
+        nxt[:, 0] = h
+        for k, q in enumerate(carry):
+            if q is None:                  # made here: from the group that runs the layer
+                nxt[:, 1 + k], nxt[:, 1 + len(carry) + k] = fresh[k][h], 1
+            else:
+                nxt[:, 1 + k] = ctx[:, 1 + q]
+                nxt[:, 1 + len(carry) + k] = 1 if q in ins else got[:, q]
+        return u, h, opens, inc, nxt
+
+
+def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
+          deadline_check=None, max_arcs: int | None = None) -> StateGraph:
+    """The state graph of plans over `names`, priced with the contention factors of that set.
+    `deadline_check(layer, seconds ahead=0)` is called between pieces of work. Raises `TooLarge`
+    before it would hold more than `max_arcs` arcs: the arcs of one layer are made at once, and
+    a skip-heavy 100-layer graph reached 30 M in one layer (7 GB, and a minute numbering its
+    states, with no point to stop at inside)."""
+    arcs = Arcs(profile, names, groups)
+    npe, ng = arcs.npe, arcs.ng
     total = 0
     # seconds per arc that numbering may take: the most seen, and at least what it took on the
     # 2-core VM when fresh memory was slow (1.8 s for 6.2 M arcs; 0.3 s at other times)
     rate = 3e-7
-    states: list[np.ndarray] = [first]
+    states: list[np.ndarray] = [arcs.root()]
     steps: list[Step] = []
-    for i, layer in enumerate(layers):
+    for i in range(len(profile.layers)):
         if deadline_check is not None:
             deadline_check(i)
-        nl = len(live[i])
-        pos = {t: k for k, t in enumerate(live[i])}
-        ins = [pos[t] for t in dict.fromkeys(layer.inputs)]
-        outs_here = [t for t in layer.outputs if t in outputs]
-        carry = [pos.get(t) for t in live[i + 1]]
-        hs = [h for h, group in enumerate(groups) if runnable(profile, group, i)]
-        own = np.zeros((ng, npe + 1))    # a group's compute and graph outputs for this layer
-        for h in hs:
-            for m, p in enumerate(groups[h]):
-                c = layer.cost_ms[p] + sum(xfer(p, host, t) for t in outs_here)
-                own[h, idx[p]] = c * factor[idx[p]] / len(groups[h])
-                if m == 0:
-                    own[h, npe] = c * first_factor[h]
-        # what receiving each input costs, per (its source group + 1, the group reading it)
-        receive = {q: np.array([[in_row(s, h, live[i][q]) if h in hs else np.zeros(npe + 1)
-                                 for h in range(ng)] for s in range(HOST, ng)]) for q in ins}
-        fresh = np.array([[0 if q is not None else canonical(t, h) for h in range(ng)]
-                          for q, t in zip(carry, live[i + 1])], dtype=np.int64).reshape(-1, ng)
-        hs_arr = np.array(hs, dtype=np.int64)
-        parts = []
+        nh = arcs.groups_at(i)
         cur = states[i]
-        total += len(cur) * len(hs)
+        total += len(cur) * nh
         if max_arcs is not None and total > max_arcs:
-            raise TooLarge(i, len(cur) * len(hs))
-        chunk = max(1, 16384 // max(1, len(hs)))   # states per piece: a deadline check each
+            raise TooLarge(i, len(cur) * nh)
+        chunk = max(1, 16384 // max(1, nh))   # states per piece: a deadline check each
         began = time.perf_counter()
+        parts = []
         for a in range(0, len(cur), chunk):
             if deadline_check is not None and a:
                 deadline_check(i)     # one layer of a skip-heavy graph has millions of arcs
-            block = cur[a:a + chunk]
-            u = np.repeat(np.arange(a, a + len(block)), len(hs))       # arcs by state, then group
-            h = np.tile(hs_arr, len(block))
-            ctx = np.repeat(block, len(hs), axis=0)
-            opens = h != ctx[:, 0]
-            got = ctx[:, 1 + nl:] * ~opens[:, None]      # an opening has received nothing yet
-            paid = np.zeros((len(u), npe + 1))
-            for q in ins:
-                paid += receive[q][ctx[:, 1 + q] + 1, h] * (got[:, q] == 0)[:, None]
-            inc = own[h] + paid
-            inc += over[h] * opens[:, None]
-            nxt = np.empty((len(u), 1 + 2 * len(carry)), dtype=np.int16)
-            nxt[:, 0] = h
-            for k, q in enumerate(carry):
-                if q is None:                  # made here: from the group that runs the layer
-                    nxt[:, 1 + k], nxt[:, 1 + len(carry) + k] = fresh[k][h], 1
-                else:
-                    nxt[:, 1 + k] = ctx[:, 1 + q]
-                    nxt[:, 1 + len(carry) + k] = 1 if q in ins else got[:, q]
-            parts.append((u, h, opens, inc, nxt))
+            parts.append(arcs.at(i, cur[a:a + chunk], a))
         if not parts:      # no state reaches this layer (a PE set that cannot run one)
-            parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool),
-                      np.zeros((0, npe + 1)), np.zeros((0, 1 + 2 * len(carry)), np.int16))]
+            parts = [arcs.at(i, cur, 0)]
         u, h, opens, inc, nxt = (np.concatenate(x) for x in zip(*parts))
         if deadline_check is not None:
             # numbering the new states cannot stop half-way: give up now if it would end past
