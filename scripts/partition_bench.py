@@ -6,7 +6,7 @@ Where the exact search gives up, the lower bound it proved gives each method's w
 (">=r"). Writes the table to stdout and the rows to a JSON file.
 
     python scripts/partition_bench.py [--profiles profiles] [--synthetic] [--time-limit 10] [--only TEXT]
-                                      [-o partition_bench.json]
+                                      [--max-stages 8] [-o partition_bench.json]
 """
 
 import argparse
@@ -20,6 +20,7 @@ from hetsched import profile
 from hetsched.atomic import write_text
 from hetsched.errors import HetschedError
 from hetsched.partition import METHODS, plan_every
+from hetsched.partition.cost import DEFAULT_MAX_STAGES
 
 KINDS = {"cpu0": "cpu", "cpu1": "cpu", "gpu": "gpu", "dla0": "dla", "dla1": "dla"}
 
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
                          "densenet-yolo / unet-yolo modeled on the Xavier")
     ap.add_argument("--time-limit", type=float, default=10.0, help="seconds for the exact search")
     ap.add_argument("--only", metavar="TEXT[,TEXT]", help="only the profiles whose name contains a TEXT")
+    ap.add_argument("--max-stages", type=int, default=DEFAULT_MAX_STAGES, help="stages per plan")
     ap.add_argument("-o", "--output", default="partition_bench.json", help="the rows as JSON")
     args = ap.parse_args(argv)
     cases = build_cases(args.profiles, args.synthetic)
@@ -167,7 +169,8 @@ def main(argv=None) -> int:
           f"{'vs optimal':>12}{'solve ms':>10}")
     for name, prof, pes in cases:
         npes = len(pes or prof.pes)
-        tried = plan_every(prof, METHODS, time_limit_s=args.time_limit, pes=pes)
+        tried = plan_every(prof, METHODS, time_limit_s=args.time_limit, pes=pes,
+                           max_stages=args.max_stages)
         opt, bound = tried.optimum, tried.lower_bound_ms   # a timed-out search's proven bound
         for m in METHODS:
             plan = tried.plans.get(m)

@@ -129,6 +129,26 @@ def test_optimum_equals_brute_force(version, case):
 INSTANCES = instances(260, seed=2026)
 
 
+@pytest.mark.parametrize("version,case", [("v1", k) for k in range(0, 260, 3)] +
+                         [("v2", k) for k in range(0, 220, 3)])
+def test_walked_search_equals_brute_force(version, case, monkeypatch):
+    """With no state graph built (the search walks only the states its plans reach and prunes by
+    the small bound), the same optimum, latency and stage count as brute force."""
+    from hetsched.partition import optimal
+    monkeypatch.setattr(optimal, "_max_arcs", lambda *a: 0)
+    prof, replication, max_stages = (INSTANCES if version == "v1" else INSTANCES_V2)[case]
+    want = brute_force(prof, replication=replication, max_stages=max_stages)
+    if want is None:
+        with pytest.raises(PlanError):
+            solve(prof, replication=replication, max_stages=max_stages)
+        return
+    got = solve(prof, replication=replication, max_stages=max_stages)
+    assert got.proven
+    assert close(got.bottleneck_ms, want.bottleneck_ms), (got.to_dict(), want.to_dict())
+    assert close(got.latency_ms, want.latency_ms), (got.to_dict(), want.to_dict())
+    assert len(got.stages) == len(want.stages)
+
+
 def test_replication_counts(example):
     """Both settings are covered, and replication matters in some instances."""
     reps = [r for _, r, _ in INSTANCES]
@@ -255,9 +275,9 @@ def test_the_time_limit_is_a_wall_on_skip_heavy_profiles():
             assert plan.gap < 0.5
 
 
-def test_a_state_graph_too_large_to_hold_still_answers(monkeypatch):
-    """Before a layer would take the graph past its memory limit the search stops, saying where,
-    and still answers with a real plan and a proven bound (or, asked for a proof, the error)."""
+def test_a_state_graph_too_large_to_hold_is_walked(monkeypatch):
+    """Where a layer would take the graph past its memory limit the graph is not built: the
+    search walks the states its plans reach instead and proves the same optimum."""
     import numpy as np
 
     from partition_helpers import random_profile
@@ -272,9 +292,10 @@ def test_a_state_graph_too_large_to_hold_still_answers(monkeypatch):
     with pytest.raises(stategraph.TooLarge, match="size limit at layer"):
         stategraph.build(prof, names, groups, max_arcs=arcs // 2)
     stategraph.build(prof, names, groups, max_arcs=arcs)
+    whole = solve(prof, time_limit_s=None)
+    built = []
     monkeypatch.setattr(optimal, "_max_arcs", lambda *a: arcs // 2)
-    plan = solve(prof, time_limit_s=None)
-    assert plan.proven is False and optimal.work_bound(prof, names) <= plan.lower_bound_ms
-    assert plan.lower_bound_ms <= plan.bottleneck_ms
-    with pytest.raises(optimal.OptimumUnproven, match="size limit at layer .* proven: optimum >="):
-        solve(prof, time_limit_s=None, require_proof=True)
+    monkeypatch.setattr(stategraph, "Walk", lambda *a, _w=stategraph.Walk: built.append(1) or _w(*a))
+    walked = solve(prof, time_limit_s=None)
+    assert built and walked.proven and whole.proven
+    assert walked.key() == pytest.approx(whole.key())

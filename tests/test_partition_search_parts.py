@@ -74,7 +74,7 @@ def test_bounds_never_exceed_the_optimum(case):
     assert full.max() <= best.bottleneck_ms + tol
     # the small state only forgets, never adds (up to the float32 tables' rounding margin)
     assert small.max() * bound.margin(0) ** 2 <= full.max() + tol
-    lat = completion.latency_to_go(graph, max_stages)[0][0, 0] + start[-1]
+    lat = completion.latency_to_go(graph, max_stages).at(0, 0, 0) + start[-1]
     assert lat <= best.latency_ms + tol
 
 

@@ -29,12 +29,13 @@ is O(n * S * G * K * W) for K stages and W weights; each sweep is O(n * S * G * 
 Pareto filters, O(F^2 * D) per state, for frontiers of F labels. F is exponential in the worst
 case: once a PE may serve several stages, balancing is a partition problem (the general mapping
 of a pipeline onto heterogeneous processors is NP-hard, Benoit and Robert, JPDC 2008), and every
-split of the work that the bound cannot refute stays on the frontier. The search therefore stops
-at `time_limit_s` (checked inside each layer's work, and a step that cannot be interrupted starts
-only if it should end before the limit, so the limit is a wall), or before its state graph would
-outgrow half the free memory (`_max_arcs`), and answers with the best plan it knows, marked
-unproven, with the lower bound it did prove (or, `require_proof`, raises `OptimumUnproven`
-carrying that bound);
+split of the work that the bound cannot refute stays on the frontier. Where the state graph
+would outgrow half the free memory (`_max_arcs`) or a quarter of the time, the sweeps walk only
+the states their plans reach instead (`_search_space`). The search stops at `time_limit_s`
+(checked inside each layer's work, and a step that cannot be interrupted starts only if it
+should end before the limit, so the limit is a wall) and answers with the best plan it knows,
+marked unproven, with the lower bound it did prove (or, `require_proof`, raises
+`OptimumUnproven` carrying that bound);
 scripts/partition_bench.py reports where it finishes (every zoo profile and a random 300-layer
 4-PE one within 5 s on the 2-core VM; not a random 300 x 5 or detector-shaped 300 x 4 one).
 """
@@ -171,19 +172,19 @@ def _solve(profile, names, replication, max_stages, clock, given, upper_bound, i
             rest, len(subset), max_stages, deadline_check=lambda r: clock.check("weighing the bound"))
         lower = max(float(rest.root(rest.weighted(weights, max_stages), weights).max()), rest.floor)
         if np.isfinite(lower):
-            problems.append((lower, subset, groups, weights))
+            problems.append((lower, subset, groups, rest, weights))
     if not problems:
         raise PlanError(f"no plan with at most {max_stages} stages can run every layer on "
                         f"{', '.join(names)}")
     problems.sort(key=lambda x: x[0])
     proven = {k: lower for k, (lower, *_rest) in enumerate(problems)}   # per set, what it proved
     best: Plan | None = None
-    for k, (lower, subset, groups, weights) in enumerate(problems):
+    for k, (lower, subset, groups, rest, weights) in enumerate(problems):
         if lower > incumbent * (1 + 2 * _TIE) + 1e-12:
             proven[k] = incumbent      # refuted: nothing there beats the incumbent
             continue
         try:
-            found = _solve_set(profile, subset, groups, weights, max_stages, clock, lower,
+            found = _solve_set(profile, subset, groups, rest, weights, max_stages, clock, lower,
                                incumbent, not given and best is None, len(problems) - k)
         except OptimumUnproven as e:
             proven[k] = e.lower_bound_ms
@@ -218,30 +219,22 @@ def _heuristic_plan(profile, names, replication, max_stages) -> Plan | None:
         return None
 
 
-def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float, upper: float,
-               search_first: bool, sets_left: int) -> list[Stage] | None:
+def _solve_set(profile, names, groups, rest, weights, max_stages, clock, lower: float,
+               upper: float, search_first: bool, sets_left: int) -> list[Stage] | None:
     """The best plan over the PE set `names` (priced with its contention factors) whose
     bottleneck is at most `upper`, or None; `lower` is what the small bound already proved.
     `search_first`: look for a better first plan with the beam, spending at most an eighth of
     the time left shared over the `sets_left` sets."""
     saved = clock.proven, clock.upper_bound, clock.phase2
     clock.proven, clock.upper_bound = lower, upper
-    try:
-        graph = stategraph.build(
-            profile, names, groups,
-            lambda i, ahead=0.0: clock.check(f"building the state graph at layer {i}", ahead=ahead),
-            max_arcs=_max_arcs(len(names), len(groups), len(weights), max_stages))
-    except stategraph.TooLarge as e:
-        clock.stop(f"{e}; this profile is too large for the exact planner")
-    to_go = completion.to_go(graph, weights, max_stages,
-                             lambda i: clock.check(f"bounding the rest at layer {i}"))
+    layers, to_go = _search_space(profile, names, groups, rest, weights, max_stages, clock)
     start, floor = completion.start_load(profile, names)
     root = max(float((to_go.at(0, 0, 0) + weights @ start[:-1]).max()), floor)
     if not np.isfinite(root) or root > upper * (1 + 2 * _TIE) + 1e-12:
         clock.proven, clock.upper_bound, clock.phase2 = saved
         return None
     clock.proven, clock.upper_bound, clock.phase2 = max(root, lower), upper, False
-    sweep = _Sweep(graph, weights, to_go, max_stages, clock, start, floor)
+    sweep = _Sweep(layers, weights, to_go, max_stages, clock, start, floor)
     if search_first or not np.isfinite(upper):
         upper = min(upper, _beam_plan(profile, sweep, clock, upper, sets_left))
         clock.upper_bound = upper
@@ -255,13 +248,49 @@ def _solve_set(profile, names, groups, weights, max_stages, clock, lower: float,
     # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above
     clock.proven = clock.upper_bound = b_set
     clock.phase2 = True
-    latency_to_go = completion.latency_to_go(
-        graph, max_stages, lambda i: clock.check(f"bounding latency at layer {i}"))
+    if isinstance(layers, stategraph.Whole):
+        latency_to_go = completion.latency_to_go(
+            layers.graph, max_stages, lambda i: clock.check(f"bounding latency at layer {i}"))
+    else:
+        latency_to_go = completion.Relaxed.latency(layers, rest, max_stages)
     lat = _set_latency(sweep, first)
     stages = sweep.run(b_set * (1 + 2 * _TIE) + 1e-12,
                        latency=(latency_to_go, lat * (1 + 2 * _TIE) + 1e-12)) or found
     clock.proven, clock.upper_bound, clock.phase2 = saved
     return stages
+
+
+def _search_space(profile, names, groups, rest, weights, max_stages, clock):
+    """The layers a sweep walks and the bound it prunes by: the whole state graph with its
+    bound tables (`completion.to_go`, which knows every skipping tensor's source) where the
+    graph fits half the free memory and is built within a quarter of the time left; else a
+    `stategraph.Walk`, which makes only the states the sweep's plans reach, with `Rest`'s
+    bound (`completion.Relaxed`). The whole graph of a skip-heavy profile holds every
+    assignment of producing groups to its 6-10 live tensors (10^5-10^7 arcs a layer) where a
+    sweep near the optimum reaches a few thousand states a layer; but the walk's bound counts
+    skipping tensors as free, so its sweeps keep far more partial plans per state (skip-heavy
+    60 x 4, 8 stages, bounded at 59.3 ms: 113 s, at most 17,000 states a layer) and the whole
+    graph's tighter bound is worth its size wherever it can be had. (Walked, the zoo profiles
+    are still proven, 1.1-25x slower: yolov3 over two cores 0.3 s -> 8.1 s.) A quarter: the
+    bound tables and the sweeps take longer than the graph, and a graph given up on leaves the
+    rest of the time to the walk (skip-heavy 120 x 4, 6 stages: proven in 7.9 s, not proven
+    at all with a half)."""
+    budget = None if clock.deadline is None else \
+        time.perf_counter() + (clock.deadline - time.perf_counter()) / 4
+
+    def check(i: int, ahead: float = 0.0) -> None:
+        if budget is not None and time.perf_counter() + ahead > budget:
+            raise stategraph.TooLarge(i, 0)
+        clock.check(f"building the state graph at layer {i}", ahead=ahead)
+
+    try:
+        graph = stategraph.build(profile, names, groups, check, max_arcs=_max_arcs(
+            len(names), len(groups), len(weights), max_stages))
+    except stategraph.TooLarge:
+        walk = stategraph.Walk(stategraph.Arcs(profile, names, groups))
+        return walk, completion.Relaxed.load(walk, rest, weights, max_stages)
+    return stategraph.Whole(graph), completion.to_go(
+        graph, weights, max_stages, lambda i: clock.check(f"bounding the rest at layer {i}"))
 
 
 def _set_price(sweep: "_Sweep", plan: Plan) -> float:
@@ -301,7 +330,7 @@ def _beam_plan(profile, sweep, clock, best: float, sets_left: int) -> float:
         # a beam's frontier is never priced (its bound proves nothing), so it keeps no time back
         beam_clock = _Clock(None if budget is None else start + budget - spent, clock.n, None)
         try:
-            stages = _Sweep(sweep.graph, sweep.weights, sweep.to_go, sweep.max_stages,
+            stages = _Sweep(sweep.layers, sweep.weights, sweep.to_go, sweep.max_stages,
                             beam_clock, sweep.start, sweep.floor).run(
                 best * (1 + 2 * _TIE) + 1e-12, beam=width)
         except OptimumUnproven:
@@ -366,25 +395,27 @@ class _Clock:
 class _Sweep:
     """One pass over the layers keeping, per state, the partial plans that may still win."""
 
-    def __init__(self, graph: stategraph.StateGraph, weights: np.ndarray, to_go, max_stages: int,
-                 clock: _Clock, start: np.ndarray, floor: float):
-        self.graph = graph
+    def __init__(self, layers: stategraph.Whole | stategraph.Walk, weights: np.ndarray, to_go,
+                 max_stages: int, clock: _Clock, start: np.ndarray, floor: float):
+        self.layers = layers    # the arcs layer by layer: a built graph's, or made as it walks
         self.weights = weights
-        self.to_go = to_go
+        self.to_go = to_go      # its bound: `at(layer, states, stages)`, per weight vector
         self.max_stages = max_stages
         self.clock = clock
-        self.npe = len(graph.names)
+        self.npe = len(layers.names)
         self.start = start      # every plan's starting label: the host's work
         self.floor = floor      # and its floor, where the host is not a PE of this set
 
     def price(self, stages: list[Stage]) -> tuple[float, float]:
         """(largest load, latency) of a plan over this set, priced with the set's factors: the
         sum of the graph's arcs along its path."""
-        group_of = {g: h for h, g in enumerate(self.graph.groups)}
+        group_of = {g: h for h, g in enumerate(self.layers.groups)}
         path = [group_of[s.pes] for s in stages for _ in range(s.first, s.last + 1)]
         total = self.start.copy()
         u = 0
-        for i, step in enumerate(self.graph.steps):
+        self.layers.start()
+        for i in range(self.layers.n):
+            step = self.layers.step(i, np.array([u]))
             lo, hi = np.searchsorted(step.src, [u, u + 1])
             arc = lo + int(np.flatnonzero(step.group[lo:hi] == path[i])[0])
             total += step.inc[arc]
@@ -408,7 +439,7 @@ class _Sweep:
     def run(self, bound: float, latency=None, beam: int | None = None) -> list[Stage] | None:
         """The stages of the best plan with bottleneck <= bound (and latency <= latency[1]),
         or None. With `beam`, keeps only that many partial plans per state: a heuristic."""
-        graph, npe, clock = self.graph, self.npe, self.clock
+        layers, npe, clock = self.layers, self.npe, self.clock
         # label columns: load per PE, [latency,] stages so far (fewer dominates: more freedom)
         width = npe + (1 if latency is not None else 0)
         cols = list(range(npe)) + ([npe] if latency is not None else [])
@@ -419,11 +450,13 @@ class _Sweep:
         where = np.zeros(1, dtype=np.int64)   # state of each label, ascending
         history = []
         rate = 0.0      # seconds per candidate that making a layer's candidates took at most
-        for i, step in enumerate(graph.steps):
+        layers.start()
+        for i in range(layers.n):
             frontier = (lambda L=labels, s=where, i=i:
                         float(self._bound(L[:, :npe], s, L[:, -1].astype(np.int64), i).min())
                         if len(L) else np.inf)
-            count = np.bincount(where, minlength=len(graph.states[i]))
+            count = np.bincount(where, minlength=layers.rows(i))
+            step = layers.step(i, np.flatnonzero(count))
             first = np.cumsum(count) - count
             per_arc = count[step.src]
             total = int(per_arc.sum())
@@ -449,7 +482,7 @@ class _Sweep:
                                 lambda: clock.check(f"at layer {i}", frontier))
             keep = score <= bound
             if latency is not None:
-                keep &= cand[:, npe] + latency[0][i + 1][dst, used] <= latency[1]
+                keep &= cand[:, npe] + latency[0].at(i + 1, dst, used) <= latency[1]
             cand, dst, row, arc, score = cand[keep], dst[keep], row[keep], arc[keep], score[keep]
             if not len(cand):
                 return None
@@ -463,7 +496,7 @@ class _Sweep:
             else:
                 sel = self._pareto(cand, dst, arc, f"at layer {i}", frontier)
             labels, where = cand[sel], dst[sel]
-            history.append((row[sel], arc[sel]))
+            history.append((row[sel], step.group[arc[sel]]))
         return self._best(labels, where, history, latency is not None)
 
     def _pareto(self, cand, dst, arc, where_msg, frontier) -> np.ndarray:
@@ -500,9 +533,9 @@ class _Sweep:
                 best, at = cand, int(r)
         if at is None:
             return None
-        arcs = []
-        for rows, arcs_kept in reversed(history):
-            arcs.append(int(arcs_kept[at]))
+        path = []
+        for rows, groups in reversed(history):
+            path.append(int(groups[at]))
             at = int(rows[at])
-        arcs.reverse()
-        return stages_from_path(self.graph.groups, self.graph.plan_groups(arcs))
+        path.reverse()
+        return stages_from_path(self.layers.groups, path)

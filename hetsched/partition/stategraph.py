@@ -101,10 +101,10 @@ class TooLarge(Exception):
 
 class Arcs:
     """What one more layer does to any state over `names`, priced with the contention factors of
-    that set. `build` applies it to every state a layer can be in. It is apart from `build` so
-    that a search can walk only the states its partial plans reach, priced the same way, where
-    the whole graph is too large (none does yet: on skip-heavy 60 x 4 such a sweep bounded by
-    the optimum met about 3,000 states a layer at most where the whole graph holds 670,000)."""
+    that set. `build` applies it to every state a layer can be in; `Walk` only to the states a
+    search's partial plans reach, where the whole graph is too large (on skip-heavy 60 x 4 a
+    sweep bounded by the optimum met about 3,000 states a layer at most where the whole graph
+    holds 670,000)."""
 
     def __init__(self, profile: Profile, names: list[str], groups: list[tuple[str, ...]]):
         self.profile, self.names, self.groups = profile, list(names), list(groups)
@@ -227,6 +227,58 @@ class Arcs:
         return u, h, opens, inc, nxt
 
 
+class Whole:
+    """A built graph as the searches walk it: `step(i, reached)` is layer i's arcs (all of them;
+    `reached`, the states the search holds plans in, is not needed) and `rows(i)` the number of
+    states before layer i."""
+
+    def __init__(self, graph: StateGraph):
+        self.graph = graph
+        self.names, self.groups = graph.names, graph.groups
+        self.n = len(graph.steps)
+
+    def start(self) -> None:
+        pass
+
+    def rows(self, i: int) -> int:
+        return len(self.graph.states[i])
+
+    def step(self, i: int, reached: np.ndarray) -> Step:
+        return self.graph.steps[i]
+
+
+class Walk:
+    """The state graph made as a search walks it: layer i's arcs only from the states `reached`
+    (those the search still holds partial plans in), its states after numbered afresh on each
+    walk. The same arcs, priced the same way, as `build` makes from those states; a walk holds
+    what its plans reach instead of every state a layer can be in, so it needs a bound that
+    does not index the whole graph (`completion.Relaxed`)."""
+
+    def __init__(self, arcs: Arcs):
+        self.arcs = arcs
+        self.names, self.groups = arcs.names, arcs.groups
+        self.n = len(arcs.profile.layers)
+        self.states: list[np.ndarray] = []
+        self.start()
+
+    def start(self) -> None:
+        self.states = [self.arcs.root()]
+
+    def rows(self, i: int) -> int:
+        return len(self.states[i])
+
+    def open_group(self, i: int, states: np.ndarray) -> np.ndarray:
+        """The group of the stage open in each of `states` before layer i (-1: none yet)."""
+        return self.states[i][states, 0]
+
+    def step(self, i: int, reached: np.ndarray) -> Step:
+        del self.states[i + 1:]
+        u, h, opens, inc, nxt = self.arcs.at(i, self.states[i][reached], 0)
+        after, dst = _number(nxt, self.arcs.ng)
+        self.states.append(after)
+        return Step(reached[u], dst, h, opens.astype(np.int64), inc)
+
+
 def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
           deadline_check=None, max_arcs: int | None = None) -> StateGraph:
     """The state graph of plans over `names`, priced with the contention factors of that set.
@@ -237,21 +289,25 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
     arcs = Arcs(profile, names, groups)
     npe, ng = arcs.npe, arcs.ng
     total = 0
-    # seconds per arc that numbering may take: the most seen, and at least what it took on the
-    # 2-core VM when fresh memory was slow (1.8 s for 6.2 M arcs; 0.3 s at other times)
-    rate = 3e-7
+    # seconds per arc that joining a layer's pieces and numbering its states may take (neither
+    # can stop half-way): the most seen on this graph, and at least what the 2-core VM took
+    # when fresh memory was slow (0.65 us a row to number 1.5 M rows of skip-heavy 100 x 4,
+    # 2026-12-06; 0.03-0.1 us at other times); a sort's cost per row grows with the rows, so
+    # the guess is doubled
+    rate = 7e-7
     states: list[np.ndarray] = [arcs.root()]
     steps: list[Step] = []
     for i in range(len(profile.layers)):
-        if deadline_check is not None:
-            deadline_check(i)
         nh = arcs.groups_at(i)
         cur = states[i]
+        if deadline_check is not None:
+            # a layer's arcs are known in number before any is made: give up now rather than
+            # make millions of arcs that could not be numbered in the time left
+            deadline_check(i, 2 * rate * len(cur) * nh)
         total += len(cur) * nh
         if max_arcs is not None and total > max_arcs:
             raise TooLarge(i, len(cur) * nh)
         chunk = max(1, 16384 // max(1, nh))   # states per piece: a deadline check each
-        began = time.perf_counter()
         parts = []
         for a in range(0, len(cur), chunk):
             if deadline_check is not None and a:
@@ -259,14 +315,11 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
             parts.append(arcs.at(i, cur[a:a + chunk], a))
         if not parts:      # no state reaches this layer (a PE set that cannot run one)
             parts = [arcs.at(i, cur, 0)]
-        u, h, opens, inc, nxt = (np.concatenate(x) for x in zip(*parts))
         if deadline_check is not None:
-            # numbering the new states cannot stop half-way: give up now if it would end past
-            # the deadline, taking twice the slower of two guesses (as long as making the arcs
-            # took; the rate per arc below)
-            made = time.perf_counter() - began
-            deadline_check(i, 2 * max(made, rate * len(nxt)))
+            deadline_check(i, 2 * rate * sum(len(p[0]) for p in parts))
         began = time.perf_counter()
+        u, h, opens, inc, nxt = (np.concatenate(x) for x in zip(*parts))
+        del parts
         after, dst = _number(nxt, ng)
         if len(nxt) >= 10_000:
             rate = max(rate, (time.perf_counter() - began) / len(nxt))
