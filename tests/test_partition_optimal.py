@@ -129,13 +129,31 @@ def test_optimum_equals_brute_force(version, case):
 INSTANCES = instances(260, seed=2026)
 
 
+def _walk_only(monkeypatch, tracked: int | None):
+    """No whole state graph: the search walks, bounded by a relaxed graph tracking at most
+    `tracked` skipping tensors per layer (None: by `Rest` alone)."""
+    from hetsched.partition import relaxation, stategraph
+    build = stategraph.build
+
+    def no_whole(*a, free=frozenset(), **k):
+        if not free:
+            raise stategraph.TooLarge(0, 0)
+        return build(*a, free=free, **k)
+    monkeypatch.setattr(stategraph, "build", no_whole)
+    if tracked is None:
+        monkeypatch.setattr(relaxation, "bound", lambda *a, **k: None)
+    else:
+        monkeypatch.setattr(relaxation, "MAX_TRACKED", tracked)
+
+
+@pytest.mark.parametrize("tracked", [None, 1, 2])
 @pytest.mark.parametrize("version,case", [("v1", k) for k in range(0, 260, 3)] +
                          [("v2", k) for k in range(0, 220, 3)])
-def test_walked_search_equals_brute_force(version, case, monkeypatch):
-    """With no state graph built (the search walks only the states its plans reach and prunes by
-    the small bound), the same optimum, latency and stage count as brute force."""
-    from hetsched.partition import optimal
-    monkeypatch.setattr(optimal, "_max_arcs", lambda *a: 0)
+def test_walked_search_equals_brute_force(version, case, tracked, monkeypatch):
+    """With no whole state graph (the search walks only the states its plans reach, pruned by
+    a relaxed graph's bound or by `Rest`'s), the same optimum, latency and stage count as brute
+    force."""
+    _walk_only(monkeypatch, tracked)
     prof, replication, max_stages = (INSTANCES if version == "v1" else INSTANCES_V2)[case]
     want = brute_force(prof, replication=replication, max_stages=max_stages)
     if want is None:

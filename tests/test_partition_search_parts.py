@@ -216,3 +216,53 @@ def test_beam_bar_test_cases_are_not_vacuous():
         loads = {float(_rest_path_load(rest, p, len(names))[:-1].max()) for p in free}
         compared += len(loads) >= 2 and bool(prof.contention)
     assert compared >= 3
+
+
+def _skip_heavy_cases():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from partition_bench import skip_heavy
+    return [skip_heavy(n, ["cpu0", "gpu", "dla0", "dla1"], seed) for n, seed in
+            [(12, 0), (16, 1), (20, 2)]]
+
+
+@pytest.mark.parametrize("case", list(ALL[::4]) + ["sh0", "sh1", "sh2"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_relaxed_graphs_bound_lies_between_rests_and_the_whole_graphs(case, k):
+    """At every state of the whole graph (as a walk would meet it): the bound of a relaxed graph
+    that tracks k skipping tensors a layer is no higher than the whole graph's bound (it prices
+    transfers no higher) and no lower than `Rest`'s; on skip-heavy profiles it is higher than
+    `Rest`'s somewhere (the tracked sources count)."""
+    from hetsched.partition import relaxation
+    if isinstance(case, str):
+        prof, max_stages = _skip_heavy_cases()[int(case[2:])], 6
+        names = list(prof.pes)
+        groups = stage_groups(prof, names, True)
+    else:
+        prof, _, max_stages, names, groups = _setup(case)
+    graph = stategraph.build(prof, names, groups)
+    rest = completion.Rest(prof, names, groups)
+    weights = completion.search_weights(rest, len(names), max_stages)
+    whole = completion.to_go(graph, weights, max_stages)
+    walk = stategraph.Walk(stategraph.Arcs(prof, names, groups))
+    saved = relaxation.MAX_TRACKED
+    relaxation.MAX_TRACKED = k
+    try:
+        proj = relaxation.bound(prof, walk, rest, weights, max_stages, 10**7, None)
+    finally:
+        relaxation.MAX_TRACKED = saved
+    assert proj is not None
+    small = completion.Relaxed.load(walk, rest, weights, max_stages)
+    above = 0
+    for i in range(len(prof.layers) + 1):
+        walk.states[i:] = [graph.states[i]]
+        u = np.arange(len(graph.states[i]))
+        for s in range(max_stages + 1):
+            got, want, low = proj.at(i, u, s), whole.at(i, u, s), small.at(i, u, s)
+            fin = np.isfinite(want)
+            assert (got[fin] <= want[fin] / whole.margin(i) ** 2 + 1e-9).all(), (i, s)
+            assert (got >= low * proj.margin(i) * (1 - 2.0 ** -23) - 1e-12).all()
+            above += int((got[np.isfinite(got)] > low[np.isfinite(got)] * (1 + 1e-6) + 1e-9).sum())
+    if isinstance(case, str):
+        assert above > 0

@@ -47,7 +47,7 @@ import time
 import numpy as np
 
 from ..profile import Profile
-from . import completion, pareto, stategraph
+from . import completion, pareto, relaxation, stategraph
 from .cost import DEFAULT_MAX_STAGES, Plan, PlanError, Stage, better, evaluate
 from .groups import allowed_pes, check_feasible, pe_sets, stage_groups, stages_from_path
 
@@ -57,6 +57,7 @@ BEAM_WIDTH = 4
 MAX_BEAM_WIDTH = 256
 _FRONTIER_S = 0.5
 _CHUNK = 65536      # candidate rows per bound evaluation (memory: rows x weights floats)
+_RELAXED_ARCS = 2_000_000   # the largest relaxed graph a walked search is bounded by
 
 
 def _max_arcs(npe: int, groups: int, weights: int, max_stages: int) -> int:
@@ -227,7 +228,8 @@ def _solve_set(profile, names, groups, rest, weights, max_stages, clock, lower: 
     the time left shared over the `sets_left` sets."""
     saved = clock.proven, clock.upper_bound, clock.phase2
     clock.proven, clock.upper_bound = lower, upper
-    layers, to_go = _search_space(profile, names, groups, rest, weights, max_stages, clock)
+    layers, to_go, latency_bound = _search_space(profile, names, groups, rest, weights,
+                                                 max_stages, clock)
     start, floor = completion.start_load(profile, names)
     root = max(float((to_go.at(0, 0, 0) + weights @ start[:-1]).max()), floor)
     if not np.isfinite(root) or root > upper * (1 + 2 * _TIE) + 1e-12:
@@ -248,11 +250,7 @@ def _solve_set(profile, names, groups, rest, weights, max_stages, clock, lower: 
     # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above
     clock.proven = clock.upper_bound = b_set
     clock.phase2 = True
-    if isinstance(layers, stategraph.Whole):
-        latency_to_go = completion.latency_to_go(
-            layers.graph, max_stages, lambda i: clock.check(f"bounding latency at layer {i}"))
-    else:
-        latency_to_go = completion.Relaxed.latency(layers, rest, max_stages)
+    latency_to_go = latency_bound(lambda i: clock.check(f"bounding latency at layer {i}"))
     lat = _set_latency(sweep, first)
     stages = sweep.run(b_set * (1 + 2 * _TIE) + 1e-12,
                        latency=(latency_to_go, lat * (1 + 2 * _TIE) + 1e-12)) or found
@@ -261,22 +259,27 @@ def _solve_set(profile, names, groups, rest, weights, max_stages, clock, lower: 
 
 
 def _search_space(profile, names, groups, rest, weights, max_stages, clock):
-    """The layers a sweep walks and the bound it prunes by: the whole state graph with its
-    bound tables (`completion.to_go`, which knows every skipping tensor's source) where the
-    graph fits half the free memory and is built within a quarter of the time left; else a
-    `stategraph.Walk`, which makes only the states the sweep's plans reach, with `Rest`'s
-    bound (`completion.Relaxed`). The whole graph of a skip-heavy profile holds every
-    assignment of producing groups to its 6-10 live tensors (10^5-10^7 arcs a layer) where a
-    sweep near the optimum reaches a few thousand states a layer; but the walk's bound counts
-    skipping tensors as free, so its sweeps keep far more partial plans per state (skip-heavy
-    60 x 4, 8 stages, bounded at 59.3 ms: 113 s, at most 17,000 states a layer) and the whole
-    graph's tighter bound is worth its size wherever it can be had. (Walked, the zoo profiles
-    are still proven, 1.1-25x slower: yolov3 over two cores 0.3 s -> 8.1 s.) A quarter: the
-    bound tables and the sweeps take longer than the graph, and a graph given up on leaves the
-    rest of the time to the walk (skip-heavy 120 x 4, 6 stages: proven in 7.9 s, not proven
-    at all with a half)."""
-    budget = None if clock.deadline is None else \
-        time.perf_counter() + (clock.deadline - time.perf_counter()) / 4
+    """The layers a sweep walks, the bound it prunes by, and a function that makes the latency
+    bound for phase 2 (given a deadline check).
+
+    The whole state graph with its bound tables (`completion.to_go`, which knows every skipping
+    tensor's source) where the graph fits half the free memory and is built within a quarter of
+    the time left. Else a `stategraph.Walk`, which makes only the states the sweep's plans
+    reach, pruned by the tables of a relaxed graph that tracks the sources of the largest
+    skipping tensors only (`relaxation`, built within an eighth), or failing that by
+    `Rest`'s bound (`completion.Relaxed`, every skipping tensor free). The whole graph of a
+    skip-heavy profile holds every assignment of producing groups to its 6-10 live tensors
+    (10^5-10^7 arcs a layer) where a sweep near the optimum reaches a few thousand states a
+    layer; but with `Rest`'s bound alone the sweeps keep far more partial plans per state
+    (skip-heavy 60 x 4, 8 stages, bounded at 59.3 ms: 113 s, at most 17,000 states a layer),
+    so the whole graph's tighter bound is worth its size wherever it can be had. (Walked with
+    `Rest`'s bound, the zoo profiles are still proven, 1.1-25x slower: yolov3 over two cores
+    0.3 s -> 8.1 s.) The relaxed graph gets an eighth, not more: the sweeps need the time (with
+    a quarter, skip-heavy 120 x 4 at 6 stages found its optimum but ran out in the latency
+    tie-break)."""
+    limit = _max_arcs(len(names), len(groups), len(weights), max_stages)
+    share = None if clock.deadline is None else (clock.deadline - time.perf_counter()) / 4
+    budget = None if share is None else time.perf_counter() + share
 
     def check(i: int, ahead: float = 0.0) -> None:
         if budget is not None and time.perf_counter() + ahead > budget:
@@ -284,13 +287,23 @@ def _search_space(profile, names, groups, rest, weights, max_stages, clock):
         clock.check(f"building the state graph at layer {i}", ahead=ahead)
 
     try:
-        graph = stategraph.build(profile, names, groups, check, max_arcs=_max_arcs(
-            len(names), len(groups), len(weights), max_stages))
+        graph = stategraph.build(profile, names, groups, check, max_arcs=limit)
     except stategraph.TooLarge:
-        walk = stategraph.Walk(stategraph.Arcs(profile, names, groups))
-        return walk, completion.Relaxed.load(walk, rest, weights, max_stages)
-    return stategraph.Whole(graph), completion.to_go(
-        graph, weights, max_stages, lambda i: clock.check(f"bounding the rest at layer {i}"))
+        pass
+    else:
+        return (stategraph.Whole(graph),
+                completion.to_go(graph, weights, max_stages,
+                                 lambda i: clock.check(f"bounding the rest at layer {i}")),
+                lambda check: completion.latency_to_go(graph, max_stages, check))
+    walk = stategraph.Walk(stategraph.Arcs(profile, names, groups))
+    relaxed = relaxation.bound(
+        profile, walk, rest, weights, max_stages, min(limit, _RELAXED_ARCS),
+        None if share is None else time.perf_counter() + share / 2,
+        lambda i: clock.check(f"bounding the rest at layer {i}"))
+    if relaxed is not None:
+        return walk, relaxed, lambda check: relaxed.latency(rest, max_stages, check)
+    return (walk, completion.Relaxed.load(walk, rest, weights, max_stages),
+            lambda check: completion.Relaxed.latency(walk, rest, max_stages))
 
 
 def _set_price(sweep: "_Sweep", plan: Plan) -> float:

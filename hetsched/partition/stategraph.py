@@ -106,8 +106,11 @@ class Arcs:
     sweep bounded by the optimum met about 3,000 states a layer at most where the whole graph
     holds 670,000)."""
 
-    def __init__(self, profile: Profile, names: list[str], groups: list[tuple[str, ...]]):
+    def __init__(self, profile: Profile, names: list[str], groups: list[tuple[str, ...]],
+                 free: frozenset = frozenset()):
+        """`free`: tensors whose transfers are priced at 0 (a relaxation: `relaxation.py`)."""
         self.profile, self.names, self.groups = profile, list(names), list(groups)
+        self.free = free
         self.npe = npe = len(names)
         self.ng = ng = len(groups)
         if ng >= np.iinfo(np.int16).max:
@@ -137,6 +140,9 @@ class Arcs:
             src, group, idx, npe = self._group_of(source), self.groups[h], self.idx, self.npe
             k = len(group)
             row = np.zeros(npe + 1)
+            if t in self.free:
+                self._in_rows[key] = row
+                return row
             for m, p in enumerate(group):
                 row[idx[p]] = mean_in(self.xfer, src, p, k, m, t) * self.factor[idx[p]] / k
             # the latency column: the first member, with frame 0's producer (a group's first)
@@ -280,13 +286,14 @@ class Walk:
 
 
 def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
-          deadline_check=None, max_arcs: int | None = None) -> StateGraph:
+          deadline_check=None, max_arcs: int | None = None,
+          free: frozenset = frozenset()) -> StateGraph:
     """The state graph of plans over `names`, priced with the contention factors of that set.
     `deadline_check(layer, seconds ahead=0)` is called between pieces of work. Raises `TooLarge`
     before it would hold more than `max_arcs` arcs: the arcs of one layer are made at once, and
     a skip-heavy 100-layer graph reached 30 M in one layer (7 GB, and a minute numbering its
     states, with no point to stop at inside)."""
-    arcs = Arcs(profile, names, groups)
+    arcs = Arcs(profile, names, groups, free)
     npe, ng = arcs.npe, arcs.ng
     total = 0
     # seconds per arc that joining a layer's pieces and numbering its states may take (neither
@@ -328,11 +335,8 @@ def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
     return StateGraph(list(names), list(groups), states, steps)
 
 
-def _number(rows: np.ndarray, ng: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows in order of first appearance, and each row's index among them (so the
-    states after a layer are numbered as a walk over the arcs meets them)."""
-    if not len(rows):
-        return rows, np.zeros(0, dtype=np.int64)
+def row_keys(rows: np.ndarray, ng: int) -> np.ndarray:
+    """One sortable key per state row, equal only for equal rows."""
     live = rows.shape[1] // 2      # columns: open group, then sources, then flags
     radix = [ng + 1] * (1 + live) + [2] * live
     if np.log2(radix).sum() < 62:
@@ -340,9 +344,18 @@ def _number(rows: np.ndarray, ng: int) -> tuple[np.ndarray, np.ndarray]:
         for k, col in enumerate(np.ascontiguousarray(rows.T, dtype=np.int64)):
             keys *= radix[k]
             keys += col + (k <= live)          # groups and sources start at -1
-    else:                          # too many live tensors for one integer: compare the bytes
-        row_bytes = np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))
-        keys = np.ascontiguousarray(rows).view(row_bytes).ravel()
+        return keys
+    # too many live tensors for one integer: compare the bytes
+    row_bytes = np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))
+    return np.ascontiguousarray(rows).view(row_bytes).ravel()
+
+
+def _number(rows: np.ndarray, ng: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows in order of first appearance, and each row's index among them (so the
+    states after a layer are numbered as a walk over the arcs meets them)."""
+    if not len(rows):
+        return rows, np.zeros(0, dtype=np.int64)
+    keys = row_keys(rows, ng)
     order = np.argsort(keys, kind="stable")   # equal rows keep the order they came in
     ordered = keys[order]
     new = np.r_[True, ordered[1:] != ordered[:-1]]
