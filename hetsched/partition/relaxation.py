@@ -85,7 +85,7 @@ class Projected:
         if got is None:
             keys = stategraph.row_keys(self.relaxed.states[i], self.ng)
             order = np.argsort(keys, kind="stable")
-            canon = [np.array([self.arcs._canonical(t, s) for s in range(-1, self.ng)],
+            canon = [np.array([self.arcs.canonical(t, s) for s in range(-1, self.ng)],
                               dtype=np.int16) for t in self.arcs.live[i]]
             got = self._layer[i] = (keys[order], order, canon)
         return got

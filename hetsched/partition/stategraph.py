@@ -150,7 +150,7 @@ class Arcs:
             self._in_rows[key] = row
         return row
 
-    def _canonical(self, t: str, source: int) -> int:
+    def canonical(self, t: str, source: int) -> int:
         """The first source group that no later reader of t can tell apart from `source`: what a
         source changes is only what receiving t costs the groups that can run t's readers, so
         sources with equal such costs make states with equal futures (exact, and fewer states
@@ -169,7 +169,7 @@ class Arcs:
     def root(self) -> np.ndarray:
         """The one state before the first layer."""
         live = self.live[0]
-        return np.array([[-1] + [self._canonical(t, HOST) for t in live] + [0] * len(live)],
+        return np.array([[-1] + [self.canonical(t, HOST) for t in live] + [0] * len(live)],
                         dtype=np.int16)
 
     def _prepared(self, i: int):
@@ -195,7 +195,7 @@ class Arcs:
         # what receiving each input costs, per (its source group + 1, the group reading it)
         receive = {q: np.array([[self._in_row(s, h, live[i][q]) if h in hs else np.zeros(npe + 1)
                                  for h in range(ng)] for s in range(HOST, ng)]) for q in ins}
-        fresh = np.array([[0 if q is not None else self._canonical(t, h) for h in range(ng)]
+        fresh = np.array([[0 if q is not None else self.canonical(t, h) for h in range(ng)]
                           for q, t in zip(carry, live[i + 1])], dtype=np.int64).reshape(-1, ng)
         tables = (len(live[i]), ins, carry, np.array(hs, dtype=np.int64), own, receive, fresh)
         self._layer[i] = tables
