@@ -42,7 +42,8 @@ def test_a_random_path_costs_what_evaluate_says(case):
             total += step.inc[a]
             u = int(step.dst[a])
         else:
-            stages = stages_from_path(groups, graph.plan_groups(arcs))
+            stages = stages_from_path(groups, [int(step.group[a])
+                                               for step, a in zip(graph.steps, arcs)])
             plan = evaluate(prof, stages, check=False)
             whole = {p for s in stages for p in s.pes} == set(names)
             for k, p in enumerate(names):
@@ -224,7 +225,7 @@ def _skip_heavy_cases():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from partition_bench import skip_heavy
     return [skip_heavy(n, ["cpu0", "gpu", "dla0", "dla1"], seed) for n, seed in
-            [(12, 0), (16, 1), (20, 2)]]
+            [(24, 0), (28, 1), (32, 2)]]
 
 
 @pytest.mark.parametrize("case", list(ALL[::4]) + ["sh0", "sh1", "sh2"])
@@ -252,7 +253,10 @@ def test_a_relaxed_graphs_bound_lies_between_rests_and_the_whole_graphs(case, k)
         proj = relaxation.bound(prof, walk, rest, weights, max_stages, 10**7, None)
     finally:
         relaxation.MAX_TRACKED = saved
-    assert proj is not None
+    if proj is None:     # nothing to relax: k tracks every skipping tensor
+        assert relaxation.tracked(prof, k) == set(relaxation.skipping(prof))
+        assert not isinstance(case, str)
+        return
     small = completion.Relaxed.load(walk, rest, weights, max_stages)
     above = 0
     for i in range(len(prof.layers) + 1):

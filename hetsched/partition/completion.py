@@ -304,6 +304,11 @@ def _backward(graph: StateGraph, arc_cost, width: int, max_stages: int,
     return out
 
 
+def float32_margin(tables: int, i: int) -> float:
+    """What undoes the rounding of float32 bound tables at layer i of `tables` (see `ToGo`)."""
+    return 1.0 - (2 * (tables - 1 - i) + 2) * 2.0 ** -24
+
+
 class ToGo:
     """Per layer i, state u and stages so far s, the least weighted load a completion adds
     (per weight vector), over the full state graph; inf where none keeps within `max_stages`.
@@ -322,7 +327,7 @@ class ToGo:
         self.tables = tables
 
     def margin(self, i: int) -> float:
-        return 1.0 - (2 * (len(self.tables) - 1 - i) + 2) * 2.0 ** -24
+        return float32_margin(len(self.tables), i)
 
     def at(self, i: int, states, stages) -> np.ndarray:
         """The bound (float64, ... x weights) of states `states` with `stages` stages so far."""

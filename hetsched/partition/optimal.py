@@ -421,7 +421,8 @@ class _Sweep:
 
     def price(self, stages: list[Stage]) -> tuple[float, float]:
         """(largest load, latency) of a plan over this set, priced with the set's factors: the
-        sum of the graph's arcs along its path."""
+        sum of the graph's arcs along its path. (It restarts a walk: never call it while a
+        sweep over the same layers runs.)"""
         group_of = {g: h for h, g in enumerate(self.layers.groups)}
         path = [group_of[s.pes] for s in stages for _ in range(s.first, s.last + 1)]
         total = self.start.copy()
@@ -463,13 +464,20 @@ class _Sweep:
         where = np.zeros(1, dtype=np.int64)   # state of each label, ascending
         history = []
         rate = 0.0      # seconds per candidate that making a layer's candidates took at most
+        step_rate = 0.0     # and per reached state that a walk's step took (a built graph's: 0)
         layers.start()
         for i in range(layers.n):
             frontier = (lambda L=labels, s=where, i=i:
                         float(self._bound(L[:, :npe], s, L[:, -1].astype(np.int64), i).min())
                         if len(L) else np.inf)
             count = np.bincount(where, minlength=layers.rows(i))
-            step = layers.step(i, np.flatnonzero(count))
+            reached = np.flatnonzero(count)
+            # a walk's step (its arcs, numbering the states after) cannot stop half-way either
+            clock.check(f"at layer {i}", frontier, ahead=step_rate * len(reached))
+            began = time.perf_counter()
+            step = layers.step(i, reached)
+            if len(reached) >= 1000:
+                step_rate = max(step_rate, (time.perf_counter() - began) / len(reached))
             first = np.cumsum(count) - count
             per_arc = count[step.src]
             total = int(per_arc.sum())

@@ -63,20 +63,32 @@ def tracked(profile: Profile, k: int) -> set[str]:
 
 class Projected:
     """Bound tables of a relaxed graph looked up by the states of a walk (`at(i, states,
-    stages)`, as `completion.ToGo`), raised to `Rest`'s where that is higher (`Rest` prices the
-    transfer of the previous layer's outputs into a new stage, which a free tensor skips; it
-    depends only on the open group and the stage count, which a relaxed state keeps, so the
-    maximum is taken once per relaxed state)."""
+    stages)`, as `completion.ToGo`)."""
 
     def __init__(self, walk: stategraph.Walk, relaxed: stategraph.StateGraph,
-                 arcs: stategraph.Arcs, tables: list[np.ndarray], small: np.ndarray):
+                 arcs: stategraph.Arcs, tables: list[np.ndarray]):
         self.walk, self.relaxed, self.arcs = walk, relaxed, arcs
-        self.tables = tables        # per layer: (relaxed states, stages[, weights]), lower bounds
-        self.small = small          # Rest's: (layers+1, groups+1, stages+2[, weights])
+        self.tables = tables        # per layer: (relaxed states, stages[, weights]) float32
         self.ng = len(relaxed.groups)
         self._layer: dict = {}
-        self._merged: dict = {}
         self._seen: dict = {}
+
+    def raise_to(self, small: np.ndarray, deadline_check=None) -> None:
+        """Raise each entry to `Rest`'s bound (`small`: layers+1 x groups+1 x stages+2[ x
+        weights]) where that is higher: `Rest` prices the transfer of the previous layer's
+        outputs into a new stage, which a free tensor here skips. It depends only on the open
+        group and the stage count, which a relaxed state keeps, so it is taken once per relaxed
+        state, in place. Rounded to float32 a value rises by at most 2^-24 of itself, which the
+        margin undoes, except a subnormal one: those are taken as 0 (as `completion.to_go`'s
+        arc costs), which only lowers them. A layer left unraised is still a bound."""
+        tiny = np.finfo(np.float32).tiny
+        for i, table in enumerate(self.tables):
+            if deadline_check is not None:
+                deadline_check(i)
+            g = self.relaxed.states[i][:, 0].astype(np.int64)
+            rest = small[i][np.where(g < 0, self.ng, g)][:, :table.shape[1]].astype(np.float32)
+            rest[rest < tiny] = 0.0
+            np.maximum(table, rest, out=table)
 
     def _lookup(self, i: int):
         """Layer i's relaxed state keys sorted, their order, and per live tensor the relaxed
@@ -107,27 +119,22 @@ class Projected:
             seen = self._seen[i] = (mine, order[pos])
         return seen[1][states]
 
-    def _table(self, i: int) -> np.ndarray:
-        merged = self._merged.get(i)
-        if merged is None:
-            g = self.relaxed.states[i][:, 0].astype(np.int64)
-            rest = self.small[i][np.where(g < 0, self.ng, g)][:, :self.tables[i].shape[1]]
-            merged = self._merged[i] = np.maximum(self.tables[i], rest.astype(np.float32))
-        return merged
-
     def margin(self, i: int) -> float:
-        return 1.0 - (2 * (len(self.relaxed.states) - 1 - i) + 2) * 2.0 ** -24
+        return completion.float32_margin(len(self.tables), i)
 
     def at(self, i: int, states, stages) -> np.ndarray:
-        """float64; the float32 tables' margin as `completion.ToGo.at` (a value of `Rest`'s
-        rounded to float32 rises by at most 2^-24 of itself, which the margin undoes too)."""
-        return self._table(i)[self.index(i, states), stages] * np.float64(self.margin(i))
+        """float64, with the float32 tables' margin (as `completion.ToGo.at`)."""
+        return self.tables[i][self.index(i, states), stages] * np.float64(self.margin(i))
 
     def latency(self, rest: completion.Rest, max_stages: int,
                 deadline_check=None) -> "Projected":
-        lat = completion.latency_to_go(self.relaxed, max_stages, deadline_check)
-        return Projected(self.walk, self.relaxed, self.arcs,
-                         [t.astype(np.float32) for t in lat.tables], rest.latency(max_stages))
+        lat = [t.astype(np.float32) for t in
+               completion.latency_to_go(self.relaxed, max_stages, deadline_check).tables]
+        for t in lat:
+            t[t < np.finfo(np.float32).tiny] = 0.0   # as in `raise_to`
+        out = Projected(self.walk, self.relaxed, self.arcs, lat)
+        out.raise_to(rest.latency(max_stages), deadline_check)
+        return out
 
 
 def bound(profile: Profile, walk: stategraph.Walk, rest: completion.Rest, weights: np.ndarray,
@@ -136,31 +143,35 @@ def bound(profile: Profile, walk: stategraph.Walk, rest: completion.Rest, weight
     """The tightest relaxed bound that is built by `until` (perf_counter seconds) within
     `max_arcs`, tracking the most tensors that fit; None if not even one does."""
     names, groups = walk.names, walk.groups
-    small = rest.weighted(weights, max_stages).transpose(0, 2, 3, 1)
     best, last = None, None
+
+    def check(i: int, ahead: float = 0.0) -> None:
+        if until is not None and time.perf_counter() + ahead > until:
+            raise stategraph.TooLarge(i, 0)
+        if deadline_check is not None:
+            deadline_check(i)
+
     for k in range(1, MAX_TRACKED + 1):
         keep = tracked(profile, k)
-        if keep == last:
+        free = frozenset(skipping(profile)) - keep
+        if keep == last or not free:     # nothing new, or the whole graph (already too large)
             break
         last = keep
-        free = frozenset(skipping(profile)) - keep
         began = time.perf_counter()
-
-        def check(i: int, ahead: float = 0.0) -> None:
-            if until is not None and time.perf_counter() + ahead > until:
-                raise stategraph.TooLarge(i, 0)
-            if deadline_check is not None:
-                deadline_check(i)
-
+        arcs = stategraph.Arcs(profile, names, groups, free)
         try:
-            graph = stategraph.build(profile, names, groups, check, max_arcs=max_arcs, free=free)
+            graph = stategraph.build(profile, names, groups, check, max_arcs=max_arcs, arcs=arcs)
             tables = completion.to_go(graph, weights, max_stages, check)
         except stategraph.TooLarge:
             break
-        best = Projected(walk, graph, stategraph.Arcs(profile, names, groups, free),
-                         tables.tables, small)
+        best = Projected(walk, graph, arcs, tables.tables)
         took = time.perf_counter() - began
         # the next k's graph is several times larger: stop if it could not be done in time
         if until is not None and time.perf_counter() + 4 * took > until:
             break
+    if best is not None:
+        try:
+            best.raise_to(completion.Relaxed.load(walk, rest, weights, max_stages).table, check)
+        except stategraph.TooLarge:
+            pass
     return best

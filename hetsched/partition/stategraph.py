@@ -64,9 +64,6 @@ class StateGraph:
     states: list[np.ndarray]
     steps: list[Step]
 
-    def plan_groups(self, arcs: list[int]) -> list[int]:
-        """The group of each layer along a path given by one arc index per layer."""
-        return [int(step.group[a]) for step, a in zip(self.steps, arcs)]
 
 
 def mean_in(xfer, src: tuple[str, ...], p: str, k: int, r: int, t: str) -> float:
@@ -287,13 +284,14 @@ class Walk:
 
 def build(profile: Profile, names: list[str], groups: list[tuple[str, ...]],
           deadline_check=None, max_arcs: int | None = None,
-          free: frozenset = frozenset()) -> StateGraph:
-    """The state graph of plans over `names`, priced with the contention factors of that set.
+          arcs: Arcs | None = None) -> StateGraph:
+    """The state graph of plans over `names`, priced with the contention factors of that set
+    (by `arcs`, where given: a relaxed pricing).
     `deadline_check(layer, seconds ahead=0)` is called between pieces of work. Raises `TooLarge`
     before it would hold more than `max_arcs` arcs: the arcs of one layer are made at once, and
     a skip-heavy 100-layer graph reached 30 M in one layer (7 GB, and a minute numbering its
     states, with no point to stop at inside)."""
-    arcs = Arcs(profile, names, groups, free)
+    arcs = arcs or Arcs(profile, names, groups)
     npe, ng = arcs.npe, arcs.ng
     total = 0
     # seconds per arc that joining a layer's pieces and numbering its states may take (neither
