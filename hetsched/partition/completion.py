@@ -368,7 +368,7 @@ class Relaxed:
     its source, so it is weaker (by ~2% at the root on skip-heavy 40 x 4), never wrong."""
 
     def __init__(self, walk: Walk, table: np.ndarray):
-        self.walk, self.table = walk, table     # (layers+1, [weights,] groups+1, stages+2)
+        self.walk, self.table = walk, table     # (layers+1, groups+1, stages+2[, weights])
         self.none = len(walk.groups)            # the table's column for "nothing placed yet"
 
     @classmethod

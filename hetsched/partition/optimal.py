@@ -294,16 +294,17 @@ def _search_space(profile, names, groups, rest, weights, max_stages, clock):
         return (stategraph.Whole(graph),
                 completion.to_go(graph, weights, max_stages,
                                  lambda i: clock.check(f"bounding the rest at layer {i}")),
-                lambda check: completion.latency_to_go(graph, max_stages, check))
+                lambda deadline_check: completion.latency_to_go(graph, max_stages, deadline_check))
     walk = stategraph.Walk(stategraph.Arcs(profile, names, groups))
     relaxed = relaxation.bound(
         profile, walk, rest, weights, max_stages, min(limit, _RELAXED_ARCS),
         None if share is None else time.perf_counter() + share / 2,
         lambda i: clock.check(f"bounding the rest at layer {i}"))
     if relaxed is not None:
-        return walk, relaxed, lambda check: relaxed.latency(rest, max_stages, check)
+        return walk, relaxed, lambda deadline_check: relaxed.latency(rest, max_stages,
+                                                                     deadline_check)
     return (walk, completion.Relaxed.load(walk, rest, weights, max_stages),
-            lambda check: completion.Relaxed.latency(walk, rest, max_stages))
+            lambda deadline_check: completion.Relaxed.latency(walk, rest, max_stages))
 
 
 def _set_price(sweep: "_Sweep", plan: Plan) -> float:

@@ -65,7 +65,6 @@ class StateGraph:
     steps: list[Step]
 
 
-
 def mean_in(xfer, src: tuple[str, ...], p: str, k: int, r: int, t: str) -> float:
     """Member r (PE p) of a group of k: the mean transfer of tensor t over S(r) of `src`."""
     members = sources(len(src), k, r)
@@ -255,7 +254,7 @@ class Walk:
     (those the search still holds partial plans in), its states after numbered afresh on each
     walk. The same arcs, priced the same way, as `build` makes from those states; a walk holds
     what its plans reach instead of every state a layer can be in, so it needs a bound that
-    does not index the whole graph (`completion.Relaxed`)."""
+    does not index the whole graph (`relaxation.Projected`, `completion.Relaxed`)."""
 
     def __init__(self, arcs: Arcs):
         self.arcs = arcs
