@@ -149,3 +149,15 @@ def test_a_pe_serving_three_stages_delivers_every_frame_in_order():
     report = pipe.run(handle_signals=False)
     assert report.frames == 60 and seen == list(range(60))
     assert not [t for t in threading.enumerate() if t.name.startswith("hetsched")]
+
+
+def test_only_pinned_pes_hand_the_lock_over():
+    """The hand-over cures the starvation of a waiter pinned to the holder's cores; an unpinned
+    PE's waiter runs elsewhere, so its lock never hands over (no wake-up added to a release)."""
+    import math
+    from hetsched.runtime.pipeline import Pipeline, Stage, Worker
+    stages = [Stage([Worker("cpu0", lambda: None, cores=[0])]), Stage([Worker("gpu", lambda: None)]),
+              Stage([Worker("cpu0", lambda: None, cores=[0])])]
+    pipe = Pipeline(None, stages, pre=lambda f: None, post=lambda f: None)
+    assert pipe._pe_locks["cpu0"].fair_after_s == 1e-3
+    assert pipe._pe_locks["gpu"].fair_after_s == math.inf

@@ -13,7 +13,10 @@ owned but idle; for emulated stages of well under a millisecond that cost more t
 gained (tiny-yolov3 and yolov4-tiny on the emulated Xavier ran 6-8% slower with a strict
 hand-over). So `release` hands the lock to the longest waiter once it has waited `fair_after_s`
 (1 ms by default: shorter than any real CPU stage, longer than a short emulated one); before
-that it frees the lock, wakes that waiter, and whoever asks first takes it.
+that it frees the lock, wakes that waiter, and whoever asks first takes it. The pipeline gives
+the hand-over only to pinned PEs (CPU cores), whose starvation it cures; a PE whose workers are
+not pinned (GPU, DLA, emulated) gets `fair_after_s=math.inf`, since its waiter can run on another
+core and a hand-over would only add the waiter's wake-up to each release.
 """
 
 from __future__ import annotations
