@@ -9,7 +9,10 @@ given the pre/post times measured here, in-process, on the same frames, once as 
 holds and once with Python's interpreter lock (`simulate.Interpreter`: the share of pre, post
 and a source read that holds it, from two threads doing the same work at once, and each
 hand-off's time under it, from a pipeline of no-op stages), since with emulated stages the
-host's Python work is what limits the loop.
+host's Python work is what limits the loop. The last columns simulate the loop once more with
+the CPU time pre and post took inside the run itself (the runtime's report counts each pool
+thread's own time): the same work as the run did it, where the times measured alone are of a
+machine whose speed drifts between the measurement and the run.
 
     python scripts/closing_loop.py [--frames 1000] [--rounds 3] [--source synthetic:320x240] [-o out/closing_loop.json]
 
@@ -215,6 +218,14 @@ def main() -> int:
             locked = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post,
                               interpreter=dataclasses.replace(py, cores=0))
             held = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post, interpreter=py)
+            # the same with the CPU that pre and post took inside the run (their threads' own
+            # time, waits for the lock or a core left out): the work as the run did it, not as
+            # it went alone a moment before and after (the two differ where the run's threads
+            # share caches and cores)
+            run_pre, run_post = (1e3 * loop.pools_cpu_s[k] / loop.frames for k in ("pre", "post"))
+            own = simulate(prof, plan, frames=args.frames, pre_ms=run_pre, post_ms=run_post,
+                           interpreter=dataclasses.replace(py, pre_cpu_ms=run_pre,
+                                                           post_cpu_ms=run_post))
             rounds.append({"pre_ms": pre, "post_ms": post, "interpreter": vars(py),
                            "emulated_net_fps": net.fps, "ratio_net": net.fps / free.throughput_fps,
                            "sim_prepost_fps": costed.throughput_fps,
@@ -222,7 +233,10 @@ def main() -> int:
                            "sim_cores_fps": held.throughput_fps, "emulated_loop_fps": loop.fps,
                            "ratio_loop": loop.fps / costed.throughput_fps,
                            "ratio_loop_interpreter": loop.fps / locked.throughput_fps,
-                           "ratio_loop_cores": loop.fps / held.throughput_fps})
+                           "ratio_loop_cores": loop.fps / held.throughput_fps,
+                           "run_pre_cpu_ms": run_pre, "run_post_cpu_ms": run_post,
+                           "sim_run_work_fps": own.throughput_fps,
+                           "ratio_loop_run_work": loop.fps / own.throughput_fps})
         doc[name] = {"plan": plan.to_dict(), "bound_fps": plan.throughput_fps,
                      "sim_fps": free.throughput_fps, "rounds": rounds}
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "interpreter"}
@@ -230,6 +244,7 @@ def main() -> int:
                     for k in ("pre_share", "post_share", "hop_ms", "turn_cpu_ms")})
         doc[name].update(med)
         ratios = [r["ratio_loop_cores"] for r in rounds]
+        own = [r["ratio_loop_run_work"] for r in rounds]
         pre, post = med["pre_ms"], med["post_ms"]
         d = doc[name]
         rows.append(f"| {name}-relu | {len(plan.stages)} | {d['bound_fps']:.1f} | {d['sim_fps']:.1f} | "
@@ -239,14 +254,17 @@ def main() -> int:
                     f"{d['sim_interpreter_fps']:.1f} | {d['sim_cores_fps']:.1f} | "
                     f"{d['emulated_loop_fps']:.1f} | {d['ratio_loop']:.3f} | "
                     f"{d['ratio_loop_interpreter']:.3f} | "
-                    f"**{d['ratio_loop_cores']:.3f}** ({min(ratios):.3f}-{max(ratios):.3f}) |")
+                    f"**{d['ratio_loop_cores']:.3f}** ({min(ratios):.3f}-{max(ratios):.3f}) | "
+                    f"{d['run_pre_cpu_ms']:.2f} / {d['run_post_cpu_ms']:.2f} | "
+                    f"**{d['ratio_loop_run_work']:.3f}** ({min(own):.3f}-{max(own):.3f}) |")
         print(rows[-1], file=sys.stderr)
     table = ("| network | stages | bound fps | simulated fps | emulated run fps (network) | run / sim "
              "| pre / post ms here | simulated with pre/post | lock share pre / post, hop / turn CPU "
              "| simulated with the interpreter lock | and the host's cores | emulated run fps "
              "(detection loop) | "
-             "run / sim without the lock | with the lock | with the lock and the cores (range) |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+             "run / sim without the lock | with the lock | with the lock and the cores (range) "
+             "| pre / post CPU ms in the run | run / sim with those (range) |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
              + "\n".join(rows))
     write_text(args.output, json.dumps(doc, indent=1) + "\n")
     print(table)

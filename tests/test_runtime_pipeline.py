@@ -13,7 +13,7 @@ import pytest
 
 from hetsched.runtime.channel import Aborted, Channel, EndOfStream
 from hetsched.runtime.pipeline import PipelineError, Stopped
-from runtime_helpers import CountingSource, ListSink, chain, hetsched_threads, make
+from runtime_helpers import CountingSource, ListSink, chain, hetsched_threads, make, pre
 
 
 def test_channel_ends_after_last_producer_and_drains():
@@ -68,6 +68,28 @@ def test_every_frame_once_in_order(pre_threads, post_threads, buffers):
     busy = {w.pe: w.frames for w in report.workers}
     assert busy["a"] == busy["b"] == 150 and busy["c"] == busy["d"] == busy["e"] == 100  # round robin
     assert not hetsched_threads()
+
+
+def test_the_pools_report_their_cpu_apart_from_their_wall_time():
+    """Pre-processing that sleeps 4 ms and spins 2 ms of its own CPU a frame: the report's
+    pre pool is busy >= 6 ms a frame, of which only the spin is its CPU (what the closing-loop
+    check simulates with: a thread waiting for the interpreter lock or a core spends none)."""
+    from hetsched.runtime.pipeline import Pipeline
+
+    def slow_pre(frame):
+        time.sleep(0.004)
+        c0 = time.thread_time()
+        while time.thread_time() - c0 < 0.002:
+            pass
+        pre(frame)
+    sink = ListSink()
+    report = Pipeline(CountingSource(20), chain(1), pre=slow_pre, post=lambda f: None,
+                      sinks=[sink]).run()
+    pools = report.to_dict()["pools"]
+    assert report.frames == 20 and len(sink.items) == 20
+    assert pools["pre"]["ms_per_frame"] >= 6.0
+    assert 2.0 <= pools["pre"]["cpu_ms_per_frame"] < pools["pre"]["ms_per_frame"] - 3.5
+    assert pools["post"]["cpu_ms_per_frame"] < 1.0
 
 
 def test_pe_serving_two_stages_runs_one_frame_at_a_time():

@@ -145,6 +145,7 @@ class Pipeline:
         self._pending = sum(len(s.workers) for s in stages)
         self._stats: list[WorkerStats] = []
         self._pool_busy = {"pre": [0.0] * pre_threads, "post": [0.0] * post_threads}
+        self._pool_cpu = {"pre": [0.0] * pre_threads, "post": [0.0] * post_threads}
         self._t_last_run = 0.0
         self._latencies: list[float] = []
         self._done_s: list[float] = []
@@ -216,16 +217,17 @@ class Pipeline:
             pass
 
     def _pre_loop(self, k: int) -> None:
-        busy = self._pool_busy["pre"]
+        busy, cpu = self._pool_busy["pre"], self._pool_cpu["pre"]
         try:
             while True:
                 with self._seq_lock:  # sequence numbers in the order frames leave the source queue
                     frame = self.q_src.get()
                     frame.seq, self._next_seq = self._next_seq, self._next_seq + 1
                 try:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.thread_time()
                     self.pre(frame)
                     busy[k] += time.perf_counter() - t0
+                    cpu[k] += time.thread_time() - c0
                 except Exception as e:
                     self._fail(f"pre-processing failed on frame {frame.seq}: {_why(e)}", e)
                     return
@@ -302,14 +304,15 @@ class Pipeline:
                 pass
 
     def _post_loop(self, k: int) -> None:
-        busy = self._pool_busy["post"]
+        busy, cpu = self._pool_busy["post"], self._pool_cpu["post"]
         try:
             while True:
                 frame = self.q_post.get()
                 try:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.thread_time()
                     self.post(frame)
                     busy[k] += time.perf_counter() - t0
+                    cpu[k] += time.thread_time() - c0
                 except Exception as e:
                     self._fail(f"post-processing failed on frame {frame.seq}: {_why(e)}", e)
                     return
@@ -470,7 +473,7 @@ class Pipeline:
                       self.q_src.dropped, self._stopped, self._error, leaked, list(self.emulated),
                       pools, max(busy_wall, 0.0), list(self._done_s),
                       (self._t_last_read - self._t_start) if self._t_start and self._t_last_read
-                      else None)
+                      else None, {name: sum(c) for name, c in self._pool_cpu.items()})
 
 
 class _NotStarted(Exception):

@@ -40,6 +40,9 @@ class Report:
     # when each frame was delivered, seconds from the first read, in delivery order
     done_s: list[float] = field(default_factory=list, repr=False)
     last_read_s: float | None = None   # when the source gave its last frame (None: unknown)
+    # the pools' CPU seconds (their threads' own, summed): busy time less this is time a pool
+    # thread spent waiting inside its work, for the interpreter lock or a core
+    pools_cpu_s: dict[str, float] = field(default_factory=dict)
 
     def _busy(self, seconds: float, threads: int = 1) -> float:
         span = max(self.busy_wall_s, self.wall_s)
@@ -95,7 +98,10 @@ class Report:
             "latency_ms_p99": r(self.latency(99)),
             "workers": [{"stage": w.stage, "pe": w.pe, "frames": w.frames,
                          "busy_fraction": r(self._busy(w.busy_s))} for w in self.workers],
-            "pools": {name: {"threads": n, "busy_fraction": r(self._busy(busy, n))}
+            "pools": {name: {"threads": n, "busy_fraction": r(self._busy(busy, n)),
+                             "ms_per_frame": r(1e3 * busy / self.frames) if self.frames else None,
+                             "cpu_ms_per_frame": r(1e3 * self.pools_cpu_s[name] / self.frames)
+                             if self.frames and name in self.pools_cpu_s else None}
                       for name, (n, busy) in self.pools.items()},
             "service_ms": r(self.service_ms()),
             "queues": self.queues, "dropped": self.dropped, "stopped": self.stopped,
