@@ -270,3 +270,44 @@ def test_a_relaxed_graphs_bound_lies_between_rests_and_the_whole_graphs(case, k)
             above += int((got[np.isfinite(got)] > low[np.isfinite(got)] * (1 + 1e-6) + 1e-9).sum())
     if isinstance(case, str):
         assert above > 0
+
+
+class _Ladder:
+    """A stand-in sweep for phase 1: finds a plan iff its bound reaches `opt`, taking `cost(b)`
+    seconds (sleeping) for a bound b, and records the bounds it was given."""
+
+    def __init__(self, opt, cost):
+        self.opt, self.cost, self.bounds = opt, cost, []
+
+    def run(self, bound, latency=None, beam=None):
+        import time
+        self.bounds.append(bound)
+        time.sleep(self.cost(bound))
+        return ["plan"] if bound >= self.opt else None
+
+
+@pytest.mark.parametrize("opt,cost,limit", [
+    (100.0, lambda b: 0.0, None),                       # cheap sweeps, no time limit
+    (103.7, lambda b: 0.0, None),
+    (109.99, lambda b: 0.051 * 1.2 ** (b - 100), None),  # growing cost, no time limit
+    # growing 3x a ms: the climb fits a 1 s limit, the known plan's sweep (59 s) would not
+    (105.0, lambda b: min(0.001 * 3.0 ** (b - 100), 0.3), 1.0),
+])
+def test_phase_one_climbs_to_the_optimum_and_proves_every_bound_it_passes(opt, cost, limit):
+    """The climb's bounds rise, every bound a sweep refuted lies below the optimum and is what
+    the clock says was proven, and the first sweep that finds a plan is the last one; with no
+    time limit it ends (at the known plan's bound at the latest); with one, it does not try a
+    sweep that its growth says would not fit."""
+    import time
+    from hetsched.partition import optimal
+    clock = optimal._Clock(None if limit is None else time.perf_counter() + limit, 10)
+    clock.proven, clock.upper_bound = 100.0, 110.0
+    sweep = _Ladder(opt, cost)
+    assert optimal._phase1(sweep, clock, 100.0, 110.0) == ["plan"]
+    bounds = sweep.bounds
+    assert bounds == sorted(bounds) and bounds[-1] >= opt and all(b < opt for b in bounds[:-1])
+    assert bounds[-1] <= 110.0 * (1 + 3e-9) + 1e-12
+    if len(bounds) > 1:
+        assert clock.proven == pytest.approx(bounds[-2], rel=3e-9)
+    if limit is not None:
+        assert bounds[-1] < 110.0 and len(bounds) >= 3
