@@ -329,13 +329,14 @@ def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
     plan's bound). Once the last two sweeps give the growth rate, the next bound is the known
     plan's if its sweep should take at most half the time left (this PE set's share of it),
     else the one whose sweep should take a third, kept within a 27th and half of the gap left.
-    A search that runs out keeps what its finished sweeps proved:
-    the climb in thirds of the first gap that came before often ran out in its second sweep
-    with only the first's bound. Side by side on partition_bench's skip-heavy profiles (10 s, the
-    2-core VM): at 6 stages gaps 3.3 / 4.1 / 0.8% -> 2.8 / 3.5 / 0.6% (80, 100 s3, 100 s5) and
-    120 x 4 proven in 5.9 s instead of 8.1; at 8 stages 0.7-5.1% -> 0-4.1%, one of them (80 x 4)
-    now at a bottleneck proven optimal, 0.7% under the plan known before (its latency
-    tie-break unfinished)."""
+    A search that runs out keeps what its finished sweeps proved: the climb in thirds of the
+    first gap that came before often ran out in its second sweep with only the first's bound.
+    Side by side on partition_bench's skip-heavy profiles (10 s, the 2-core VM, two runs each):
+    at 6 stages gaps 3.3 / 4.1 / 0.8% -> 2.8 / 3.5 / 0-0.6% (80, 100 s3, 100 s5 x 4), 120 x 4
+    proven in 5.0-5.9 s instead of 7.6-8.1; at 8 stages 2.6 / 2.6 / 5.1% -> 2.3 / 2.3 / 4.1%
+    (60, 100 s3, 120 x 4); random 300 x 5 4.9% -> 4.7-4.9%. An eighth instead of a third
+    (smaller steps) was tried: gaps as large or larger, but 40 x 4 at 8 stages proven in 2.7 s
+    where a third takes 4.1-4.4 s (2.0-2.3 s before)."""
     if not np.isfinite(upper) or upper - lower <= _TIE * upper:
         return sweep.run(upper * (1 + 2 * _TIE) + 1e-12)
     seen: list[tuple[float, float]] = []     # (bound, seconds) of the sweeps that found nothing
