@@ -303,7 +303,7 @@ def test_phase_one_climbs_to_the_optimum_and_proves_every_bound_it_passes(opt, c
     clock = optimal._Clock(None if limit is None else time.perf_counter() + limit, 10)
     clock.proven, clock.upper_bound = 100.0, 110.0
     sweep = _Ladder(opt, cost)
-    assert optimal._phase1(sweep, clock, 100.0, 110.0) == ["plan"]
+    assert optimal._phase1(sweep, clock, 100.0, 110.0)[0] == ["plan"]
     bounds = sweep.bounds
     assert bounds == sorted(bounds) and bounds[-1] >= opt and all(b < opt for b in bounds[:-1])
     assert bounds[-1] <= 110.0 * (1 + 3e-9) + 1e-12
