@@ -330,23 +330,23 @@ def _set_latency(sweep: "_Sweep", plan: Plan) -> float:
 def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
             sets_left: int = 1) -> tuple[list[Stage] | None, bool]:
     """The minimum-bottleneck plan, and whether it is the contract's best (its latency ties
-    broken: the sweep bounded by the known plan tracks latency). A sweep bounded by B is exact for the plans with bottleneck
-    <= B: the first sweep that finds a plan has found the optimum, and each one that finds none
-    proves the optimum lies above its bound. Its cost grows about exponentially with B (skip-heavy
+    broken: the sweep bounded by the known plan tracks latency). A sweep bounded by B is exact
+    for the plans with bottleneck <= B: the first sweep that finds a plan has found the optimum,
+    and each one that finds none proves the optimum lies above its bound. Its cost grows about exponentially with B (skip-heavy
     100 x 4 s5 at 6 stages: 0.02 s at 2.2% under the known plan, 0.15 s at 1.5%, 0.9 s at 1.0%),
     so the bound climbs from the proven lower bound to the known plan. First a ninth of the gap,
     then a third of what is left while sweeps take under 50 ms (after three such, the known
     plan's bound). Once the last two sweeps give the growth rate, the next bound is the known
     plan's if its sweep should take at most half the time left (this PE set's share of it),
-    else the one whose sweep should take a third, kept within a 27th and half of the gap left.
+    else the one whose sweep should take a fifth, kept within a 27th and half of the gap left.
     A search that runs out keeps what its finished sweeps proved: the climb in thirds of the
     first gap that came before often ran out in its second sweep with only the first's bound.
-    Side by side on partition_bench's skip-heavy profiles (10 s, the 2-core VM, two runs each):
-    at 6 stages gaps 3.3 / 4.1 / 0.8% -> 2.8 / 3.5 / 0-0.6% (80, 100 s3, 100 s5 x 4), 120 x 4
-    proven in 5.0-5.9 s instead of 7.6-8.1; at 8 stages 2.6 / 2.6 / 5.1% -> 2.3 / 2.3 / 4.1%
-    (60, 100 s3, 120 x 4); random 300 x 5 4.9% -> 4.7-4.9%. An eighth instead of a third
-    (smaller steps) was tried: gaps as large or larger, but 40 x 4 at 8 stages proven in 2.7 s
-    where a third takes 4.1-4.4 s (2.0-2.3 s before)."""
+    Side by side on partition_bench's skip-heavy profiles (10 s, the 2-core VM): at 6 stages
+    gaps 3.3 / 4.1 / 0.8% -> 2.8 / 3.5 / 0.6% (80, 100 s3, 100 s5 x 4), 120 x 4 proven in
+    4.8-5.0 s instead of 7.6-8.2; at 8 stages 2.6 / 2.6 / 5.1% -> 2.3 / 2.3 / 4.1% (60, 100 s3,
+    120 x 4), random 300 x 5 4.9% -> 4.7%; but 40 x 4 at 8 stages proven in 3.3 s, not 1.7-2.3.
+    A sweep aimed at a third of the time left overshot the optimum more often (40 x 4: 4.2 s),
+    one at an eighth gave larger gaps."""
     if not np.isfinite(upper) or upper - lower <= _TIE * upper:
         return sweep.run(upper * (1 + 2 * _TIE) + 1e-12, latency=_TRACKED), True
     seen: list[tuple[float, float]] = []     # (bound, seconds) of the sweeps that found nothing
@@ -378,7 +378,7 @@ def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
         if t1 * np.exp(rate * (upper - b1)) <= left / 2:
             target = upper
         else:
-            aim = b1 + np.log(max(left / 3, 1e-3) / t1) / rate
+            aim = b1 + np.log(max(left / 5, 1e-3) / t1) / rate
             target = min(max(aim, clock.proven + gap / 27), clock.proven + gap / 2)
 
 
