@@ -332,19 +332,21 @@ def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
     """The minimum-bottleneck plan, and whether it is the contract's best (its latency ties
     broken: the sweep bounded by the known plan tracks latency). A sweep bounded by B is exact
     for the plans with bottleneck <= B: the first sweep that finds a plan has found the optimum,
-    and each one that finds none proves the optimum lies above its bound. Its cost grows about exponentially with B (skip-heavy
-    100 x 4 s5 at 6 stages: 0.02 s at 2.2% under the known plan, 0.15 s at 1.5%, 0.9 s at 1.0%),
-    so the bound climbs from the proven lower bound to the known plan. First a ninth of the gap,
-    then a third of what is left while sweeps take under 50 ms (after three such, the known
-    plan's bound). Once the last two sweeps give the growth rate, the next bound is the known
-    plan's if its sweep should take at most half the time left (this PE set's share of it),
-    else the one whose sweep should take a fifth, kept within a 27th and half of the gap left.
+    and each one that finds none proves the optimum lies above its bound. Its cost grows about
+    exponentially with B (skip-heavy 100 x 4 s5 at 6 stages: 0.02 s at 2.2% under the known
+    plan, 0.15 s at 1.5%, 0.9 s at 1.0%), so the bound climbs from the proven lower bound to
+    the known plan. First a ninth of the gap, then a third of what is left while sweeps take
+    under 50 ms (after three such, the known plan's bound). Once the last two sweeps give the
+    growth rate, the next bound is the known plan's if its sweep should take at most half the
+    time left (this PE set's share of it), else the one whose sweep should take a fifth, kept
+    within a 27th and half of the gap left.
+
     A search that runs out keeps what its finished sweeps proved: the climb in thirds of the
     first gap that came before often ran out in its second sweep with only the first's bound.
     Side by side on partition_bench's skip-heavy profiles (10 s, the 2-core VM): at 6 stages
     gaps 3.3 / 4.1 / 0.8% -> 2.8 / 3.5 / 0.6% (80, 100 s3, 100 s5 x 4), 120 x 4 proven in
     4.8-5.0 s instead of 7.6-8.2; at 8 stages 2.6 / 2.6 / 5.1% -> 2.3 / 2.3 / 4.1% (60, 100 s3,
-    120 x 4), random 300 x 5 4.9% -> 4.7%; but 40 x 4 at 8 stages proven in 3.3 s, not 1.7-2.3.
+    120 x 4), random 300 x 5 4.9% -> 4.7%; but 40 x 4 at 8 stages takes 3.0-3.3 s, not 1.7-2.3.
     A sweep aimed at a third of the time left overshot the optimum more often (40 x 4: 4.2 s),
     one at an eighth gave larger gaps."""
     if not np.isfinite(upper) or upper - lower <= _TIE * upper:
