@@ -222,7 +222,8 @@ def main() -> int:
             # time, waits for the lock or a core left out): the work as the run did it, not as
             # it went alone a moment before and after (the two differ where the run's threads
             # share caches and cores)
-            run_pre, run_post = (1e3 * loop.pools_cpu_s[k] / loop.frames for k in ("pre", "post"))
+            run_pre, run_post = (1e3 * loop.pools_cpu_s[k] / max(1, loop.frames)
+                                 for k in ("pre", "post"))
             own = simulate(prof, plan, frames=args.frames, pre_ms=run_pre, post_ms=run_post,
                            interpreter=dataclasses.replace(py, pre_cpu_ms=run_pre,
                                                            post_cpu_ms=run_post))

@@ -274,40 +274,49 @@ def test_a_relaxed_graphs_bound_lies_between_rests_and_the_whole_graphs(case, k)
 
 class _Ladder:
     """A stand-in sweep for phase 1: finds a plan iff its bound reaches `opt`, taking `cost(b)`
-    seconds (sleeping) for a bound b, and records the bounds it was given."""
+    seconds of a virtual clock for a bound b, and records the bounds it was given and whether
+    it tracked latency."""
 
-    def __init__(self, opt, cost):
-        self.opt, self.cost, self.bounds = opt, cost, []
+    def __init__(self, opt, cost, now):
+        self.opt, self.cost, self.now, self.bounds, self.tracked = opt, cost, now, [], []
 
     def run(self, bound, latency=None, beam=None):
-        import time
         self.bounds.append(bound)
-        time.sleep(self.cost(bound))
+        self.tracked.append(latency is not None)
+        self.now[0] += self.cost(bound)
         return ["plan"] if bound >= self.opt else None
 
 
 @pytest.mark.parametrize("opt,cost,limit", [
     (100.0, lambda b: 0.0, None),                       # cheap sweeps, no time limit
     (103.7, lambda b: 0.0, None),
-    (109.99, lambda b: 0.051 * 1.2 ** (b - 100), None),  # growing cost, no time limit
-    # growing 3x a ms: the climb fits a 1 s limit, the known plan's sweep (59 s) would not
-    (105.0, lambda b: min(0.001 * 3.0 ** (b - 100), 0.3), 1.0),
+    (109.99, lambda b: 0.06 * 1.6 ** (b - 100), None),  # growing cost, no time limit
+    (110.0, lambda b: 0.06 * 1.3 ** (b - 100), 10.0),   # the known plan's sweep (0.8 s) fits
+    # growing 3x a unit: the climb fits a 1 s limit, the known plan's sweep (59 s) would not
+    (105.0, lambda b: 0.001 * 3.0 ** (b - 100), 1.0),
 ])
-def test_phase_one_climbs_to_the_optimum_and_proves_every_bound_it_passes(opt, cost, limit):
+def test_phase_one_climbs_to_the_optimum_and_proves_every_bound_it_passes(monkeypatch, opt, cost,
+                                                                          limit):
     """The climb's bounds rise, every bound a sweep refuted lies below the optimum and is what
-    the clock says was proven, and the first sweep that finds a plan is the last one; with no
-    time limit it ends (at the known plan's bound at the latest); with one, it does not try a
-    sweep that its growth says would not fit."""
-    import time
+    the clock says was proven, and the first sweep that finds a plan is the last one; only a
+    sweep bounded by the known plan tracks latency (and says the ties are broken); with no time
+    limit it ends (at the known plan's bound at the latest); with one, it does not try a sweep
+    that its growth says would not fit."""
     from hetsched.partition import optimal
-    clock = optimal._Clock(None if limit is None else time.perf_counter() + limit, 10)
+    now = [1000.0]
+    monkeypatch.setattr(optimal.time, "perf_counter", lambda: now[0])
+    clock = optimal._Clock(None if limit is None else now[0] + limit, 10)
     clock.proven, clock.upper_bound = 100.0, 110.0
-    sweep = _Ladder(opt, cost)
-    assert optimal._phase1(sweep, clock, 100.0, 110.0)[0] == ["plan"]
+    sweep = _Ladder(opt, cost, now)
+    found, tie_broken = optimal._phase1(sweep, clock, 100.0, 110.0)
     bounds = sweep.bounds
+    assert found == ["plan"] and tie_broken == sweep.tracked[-1]
     assert bounds == sorted(bounds) and bounds[-1] >= opt and all(b < opt for b in bounds[:-1])
     assert bounds[-1] <= 110.0 * (1 + 3e-9) + 1e-12
+    assert sweep.tracked == [b >= 110.0 for b in bounds]
     if len(bounds) > 1:
         assert clock.proven == pytest.approx(bounds[-2], rel=3e-9)
-    if limit is not None:
+    if limit == 1.0:
         assert bounds[-1] < 110.0 and len(bounds) >= 3
+    if limit == 10.0:
+        assert bounds[-1] >= 110.0 and len(bounds) >= 3

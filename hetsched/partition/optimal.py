@@ -349,13 +349,17 @@ def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
     120 x 4), random 300 x 5 4.9% -> 4.7%; but 40 x 4 at 8 stages takes 3.0-3.3 s, not 1.7-2.3.
     A sweep aimed at a third of the time left overshot the optimum more often (40 x 4: 4.2 s),
     one at an eighth gave larger gaps."""
-    if not np.isfinite(upper) or upper - lower <= _TIE * upper:
+    lower = max(lower, clock.proven)
+    if not np.isfinite(upper):
+        # no known plan: one sweep, unbounded, and the tie-break after it
+        return sweep.run(upper), False
+    if upper - lower <= _TIE * upper:
         return sweep.run(upper * (1 + 2 * _TIE) + 1e-12, latency=_TRACKED), True
     seen: list[tuple[float, float]] = []     # (bound, seconds) of the sweeps that found nothing
     target = lower + (upper - lower) / 9
     while True:
         began = time.perf_counter()
-        if target >= upper:
+        if target >= upper or upper - target <= _TIE * upper:
             return sweep.run(upper * (1 + 2 * _TIE) + 1e-12, latency=_TRACKED), True
         found = sweep.run(target * (1 + 2 * _TIE) + 1e-12)
         if found is not None:
@@ -370,17 +374,17 @@ def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
             # nothing learnt of the growth yet, and time to spare: after three, the known plan
             target = upper if len(seen) >= 3 else clock.proven + gap / 3
             continue
-        if len(seen) < 2 or seen[-1][1] <= seen[-2][1]:
+        if len(seen) < 2 or seen[-1][1] <= seen[-2][1] or seen[-1][0] <= seen[-2][0]:
             target = clock.proven + gap / 9
             continue
         (b0, t0), (b1, t1) = seen[-2:]
         rate = np.log(t1 / max(t0, 1e-3)) / (b1 - b0)
         left = np.inf if clock.deadline is None else \
-            (clock.deadline - time.perf_counter()) / max(1, sets_left)
-        if t1 * np.exp(rate * (upper - b1)) <= left / 2:
+            max(clock.deadline - time.perf_counter(), 1e-3) / max(1, sets_left)
+        if rate * (upper - b1) <= np.log(left / 2 / t1):
             target = upper
         else:
-            aim = b1 + np.log(max(left / 5, 1e-3) / t1) / rate
+            aim = b1 + np.log(left / 5 / t1) / rate
             target = min(max(aim, clock.proven + gap / 27), clock.proven + gap / 2)
 
 
@@ -596,17 +600,20 @@ class _Sweep:
         return np.concatenate(kept)
 
     def _best(self, labels, where, history, with_latency) -> list[Stage] | None:
+        """The contract's best of the finished labels: the least bottleneck, then among those
+        within its tie (relative 1e-9 of the least, as `cost.better`) the least latency, then
+        among those within its tie the fewest stages. Ties are taken against the least value,
+        not plan by plan: a chain of near-ties, each within 1e-9 of the next, must not walk the
+        choice up, and a sweep that tracks latency up to the known plan holds long chains."""
+        if not len(labels):
+            return None
         npe = self.npe
         tops = np.maximum(labels[:, :npe].max(axis=1), self.floor)
-        counts = labels[:, -1]
-        best, at = None, None
-        for r in np.argsort(tops, kind="stable")[: (len(tops) if with_latency else 1)]:
-            cand = Plan("optimal", [None] * int(counts[r]), float(tops[r]), 0.0,
-                        float(labels[r, npe]) if with_latency else 0.0, {}, [])
-            if better(cand, best):
-                best, at = cand, int(r)
-        if at is None:
-            return None
+        near = np.flatnonzero(tops - tops.min() <= _TIE * np.abs(tops))
+        if with_latency:
+            lat = labels[near, npe]
+            near = near[lat - lat.min() <= _TIE * np.abs(lat)]
+        at = int(near[np.argmin(labels[near, -1])])
         path = []
         for rows, groups in reversed(history):
             path.append(int(groups[at]))
