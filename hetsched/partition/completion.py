@@ -14,8 +14,6 @@ on the GPU), so the batch mixes a grid over the simplex with weights tuned at th
 The search then uses `to_go` over the full state graph (`stategraph`), which also knows where
 every skipping tensor came from, with the few weights that matter: the best at the root, a coarse
 grid, and each single PE (the plain "largest load" bound plus what that PE must still do).
-
-The same recursions with the latency column give the least latency the rest can add.
 """
 
 from __future__ import annotations
@@ -156,9 +154,6 @@ class Rest:
     def weighted(self, weights: np.ndarray, max_stages: int) -> np.ndarray:
         npe = weights.shape[1]
         return self.to_go(lambda v: v[..., :npe] @ weights.T, max_stages)
-
-    def latency(self, max_stages: int) -> np.ndarray:
-        return self.to_go(lambda v: v[..., -1:], max_stages)[:, 0]
 
     def root(self, V: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """The bound at the start, per weight vector (with `weights`: the starting load too)."""
@@ -346,21 +341,6 @@ def to_go(graph: StateGraph, weights: np.ndarray, max_stages: int,
     return ToGo(_backward(graph, arc_cost, len(weights), max_stages, deadline_check, np.float32))
 
 
-class Latency:
-    """Per layer i, state u and stages so far s, the least latency the layers still to place add."""
-
-    def __init__(self, tables: list[np.ndarray]):
-        self.tables = tables
-
-    def at(self, i: int, states, stages) -> np.ndarray:
-        return self.tables[i][states, stages]
-
-
-def latency_to_go(graph: StateGraph, max_stages: int, deadline_check=None) -> Latency:
-    return Latency([v[:, :, 0] for v in _backward(graph, lambda step, arcs: step.inc[arcs, -1:], 1,
-                                                  max_stages, deadline_check)])
-
-
 class Relaxed:
     """`Rest`'s bound looked up by the states of a `Walk` (which has no whole graph to run the
     backward recursions over): a state's open group is the group that ran the layer before, all
@@ -374,10 +354,6 @@ class Relaxed:
     @classmethod
     def load(cls, walk: Walk, rest: Rest, weights: np.ndarray, max_stages: int) -> "Relaxed":
         return cls(walk, rest.weighted(weights, max_stages).transpose(0, 2, 3, 1))
-
-    @classmethod
-    def latency(cls, walk: Walk, rest: Rest, max_stages: int) -> "Relaxed":
-        return cls(walk, rest.latency(max_stages))
 
     def at(self, i: int, states, stages) -> np.ndarray:
         g = np.asarray(self.walk.open_group(i, states), dtype=np.int64)

@@ -12,20 +12,20 @@ all no higher than another's in the same state can never finish behind it, so dr
 keeps the search exact; so does dropping one whose `completion` bound (the Lagrangian bound of
 the rest, exact about stage limits and transfers) exceeds the sweep's bound.
 
-Phase 1 finds the minimum bottleneck B*. A known plan comes first: the better of the heuristic's
-and beam searches over the same graph (the same sweep keeping only the few best partial plans per
-state by their bound), usually the optimum or within a few percent of it. The sweep's bound then
-climbs from the root's proven lower bound towards that plan (`_phase1`, in steps set by how
-fast the sweeps' cost grows): every plan
-with bottleneck <= the bound survives a sweep, so the first sweep that finds a plan has found the
-optimum, and one that finds none proves the optimum lies above its bound. This pays because a
-sweep's frontier grows steeply with its bound (on yolov2 over the modeled Xavier's four PEs:
-0.4 s at B*, 18 s at the beam's plan 2.2% above it). Phase 2 repeats the sweep bounded by B*,
-with latency as one more label coordinate bounded by phase 1's plan and by the least latency
-the rest can add, and picks by the contract's order (`cost.better`). Where phase 1's last sweep
-is bounded by the known plan itself, it carries latency as a label coordinate (never pruned by
-it) and breaks the ties itself, so phase 2 is not needed (side by side, 10 s: skip-heavy 60 x 4
-at 6 stages proven in 5.9 s instead of 9.4, random 300 x 4 in 2.8 s instead of 3.8).
+The search finds the minimum bottleneck B*. A known plan comes first: the better of the
+heuristic's and beam searches over the same graph (the same sweep keeping only the few best
+partial plans per state by their bound), usually the optimum or within a few percent of it. The
+sweep's bound then climbs from the root's proven lower bound towards that plan (`_search`, in
+steps set by how fast the sweeps' cost grows): every plan with bottleneck <= the bound survives a
+sweep, so the first sweep that finds a plan has found the optimum, and one that finds none
+proves the optimum lies above its bound. This pays because a sweep's frontier grows steeply with
+its bound (on yolov2 over the modeled Xavier's four PEs: 0.4 s at B*, 18 s at the beam's plan
+2.2% above it). Every sweep keeps latency as one more label coordinate, never pruned by, so the
+sweep that finds the optimum also breaks its ties by the contract's order. (Until 2026-12-07 a
+second sweep bounded by B* broke them, with latency bounded by the first plan's and by the least
+latency the rest could add; side by side, 10 s, tracking latency in every sweep instead proved
+skip-heavy 60 x 4 at 6 stages in 5.6 s against 7.1 and 120 x 4 in 4.3 s against 5.3, the zoo
+profiles as fast as before.)
 
 Complexity: building the graph is O(n * S * G * D) for n layers, S states per layer (G groups
 times the sources of the live tensors, which detection networks keep at 1-4) and D PEs; the bound
@@ -60,9 +60,6 @@ DEFAULT_TIME_LIMIT_S = 10.0
 BEAM_WIDTH = 4
 MAX_BEAM_WIDTH = 256
 _FRONTIER_S = 0.5
-# latency kept as a label coordinate but never pruned by: a sweep bounded by the known plan's
-# bottleneck then breaks the optimum's ties itself (no second sweep)
-_TRACKED = (None, np.inf)
 _INFORMATIVE_S = 0.05   # phase 1's sweeps quicker than this say nothing about how costs grow
 _CHUNK = 65536      # candidate rows per bound evaluation (memory: rows x weights floats)
 _RELAXED_ARCS = 2_000_000   # the largest relaxed graph a walked search is bounded by
@@ -234,44 +231,26 @@ def _solve_set(profile, names, groups, rest, weights, max_stages, clock, lower: 
     bottleneck is at most `upper`, or None; `lower` is what the small bound already proved.
     `search_first`: look for a better first plan with the beam, spending at most an eighth of
     the time left shared over the `sets_left` sets."""
-    saved = clock.proven, clock.upper_bound, clock.phase2
+    saved = clock.proven, clock.upper_bound
     clock.proven, clock.upper_bound = lower, upper
-    layers, to_go, latency_bound = _search_space(profile, names, groups, rest, weights,
-                                                 max_stages, clock)
+    layers, to_go = _search_space(profile, names, groups, rest, weights, max_stages, clock)
     start, floor = completion.start_load(profile, names)
     root = max(float((to_go.at(0, 0, 0) + weights @ start[:-1]).max()), floor)
     if not np.isfinite(root) or root > upper * (1 + 2 * _TIE) + 1e-12:
-        clock.proven, clock.upper_bound, clock.phase2 = saved
+        clock.proven, clock.upper_bound = saved
         return None
-    clock.proven, clock.upper_bound, clock.phase2 = max(root, lower), upper, False
+    clock.proven, clock.upper_bound = max(root, lower), upper
     sweep = _Sweep(layers, weights, to_go, max_stages, clock, start, floor)
     if search_first or not np.isfinite(upper):
         upper = min(upper, _beam_plan(profile, sweep, clock, upper, sets_left))
         clock.upper_bound = upper
-    found, tie_broken = _phase1(sweep, clock, root, upper, sets_left)
-    if found is None:
-        clock.proven, clock.upper_bound, clock.phase2 = saved
-        return None
-    if tie_broken:
-        clock.proven, clock.upper_bound, clock.phase2 = saved
-        return found
-    clock.known.append(found)     # phase 2 may time out: this set's best bottleneck is known
-    first = evaluate(profile, found, "optimal", check=False)
-    b_set = _set_price(sweep, first)
-    # phase 1's plan is feasible at B*, so its latency bounds phase 2 from above
-    clock.proven = clock.upper_bound = b_set
-    clock.phase2 = True
-    latency_to_go = latency_bound(lambda i: clock.check(f"bounding latency at layer {i}"))
-    lat = _set_latency(sweep, first)
-    stages = sweep.run(b_set * (1 + 2 * _TIE) + 1e-12,
-                       latency=(latency_to_go, lat * (1 + 2 * _TIE) + 1e-12)) or found
-    clock.proven, clock.upper_bound, clock.phase2 = saved
-    return stages
+    found = _search(sweep, clock, root, upper, sets_left)
+    clock.proven, clock.upper_bound = saved
+    return found
 
 
 def _search_space(profile, names, groups, rest, weights, max_stages, clock):
-    """The layers a sweep walks, the bound it prunes by, and a function that makes the latency
-    bound for phase 2 (given a deadline check).
+    """The layers a sweep walks and the bound it prunes by.
 
     The whole state graph with its bound tables (`completion.to_go`, which knows every skipping
     tensor's source) where the graph fits half the free memory and is built within a quarter of
@@ -304,33 +283,20 @@ def _search_space(profile, names, groups, rest, weights, max_stages, clock):
     else:
         return (stategraph.Whole(graph),
                 completion.to_go(graph, weights, max_stages,
-                                 lambda i: clock.check(f"bounding the rest at layer {i}")),
-                lambda deadline_check: completion.latency_to_go(graph, max_stages, deadline_check))
+                                 lambda i: clock.check(f"bounding the rest at layer {i}")))
     walk = stategraph.Walk(stategraph.Arcs(profile, names, groups))
     relaxed = relaxation.bound(
         profile, walk, rest, weights, max_stages, min(limit, _RELAXED_ARCS),
         None if share is None else time.perf_counter() + share / 2,
         lambda i: clock.check(f"bounding the rest at layer {i}"))
     if relaxed is not None:
-        return walk, relaxed, lambda deadline_check: relaxed.latency(rest, max_stages,
-                                                                     deadline_check)
-    return (walk, completion.Relaxed.load(walk, rest, weights, max_stages),
-            lambda deadline_check: completion.Relaxed.latency(walk, rest, max_stages))
+        return walk, relaxed
+    return walk, completion.Relaxed.load(walk, rest, weights, max_stages)
 
 
-def _set_price(sweep: "_Sweep", plan: Plan) -> float:
-    """A plan's bottleneck priced with the set's factors (what the sweep's bound compares)."""
-    return max(sweep.price(plan.stages)[0], sweep.floor)
-
-
-def _set_latency(sweep: "_Sweep", plan: Plan) -> float:
-    return sweep.price(plan.stages)[1]
-
-
-def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
-            sets_left: int = 1) -> tuple[list[Stage] | None, bool]:
-    """The minimum-bottleneck plan, and whether it is the contract's best (its latency ties
-    broken: the sweep bounded by the known plan tracks latency). A sweep bounded by B is exact
+def _search(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
+             sets_left: int = 1) -> list[Stage] | None:
+    """The optimal plan with bottleneck <= upper, or None. A sweep bounded by B is exact
     for the plans with bottleneck <= B: the first sweep that finds a plan has found the optimum,
     and each one that finds none proves the optimum lies above its bound. Its cost grows about
     exponentially with B (skip-heavy 100 x 4 s5 at 6 stages: 0.02 s at 2.2% under the known
@@ -350,20 +316,17 @@ def _phase1(sweep: "_Sweep", clock: "_Clock", lower: float, upper: float,
     A sweep aimed at a third of the time left overshot the optimum more often (40 x 4: 4.2 s),
     one at an eighth gave larger gaps."""
     lower = max(lower, clock.proven)
-    if not np.isfinite(upper):
-        # no known plan: one sweep, unbounded, and the tie-break after it
-        return sweep.run(upper), False
-    if upper - lower <= _TIE * upper:
-        return sweep.run(upper * (1 + 2 * _TIE) + 1e-12, latency=_TRACKED), True
+    if not np.isfinite(upper) or upper - lower <= _TIE * upper:
+        return sweep.run(upper * (1 + 2 * _TIE) + 1e-12)
     seen: list[tuple[float, float]] = []     # (bound, seconds) of the sweeps that found nothing
     target = lower + (upper - lower) / 9
     while True:
         began = time.perf_counter()
         if target >= upper or upper - target <= _TIE * upper:
-            return sweep.run(upper * (1 + 2 * _TIE) + 1e-12, latency=_TRACKED), True
+            return sweep.run(upper * (1 + 2 * _TIE) + 1e-12)
         found = sweep.run(target * (1 + 2 * _TIE) + 1e-12)
         if found is not None:
-            return found, False
+            return found
         clock.proven = max(clock.proven, target)
         seen.append((target, time.perf_counter() - began))
         gap = upper - clock.proven
@@ -427,7 +390,6 @@ class _Clock:
         self.frontier_s = frontier_s
         self.proven = 0.0           # a bound no plan beats, raised as the search learns more
         self.upper_bound = np.inf   # the bottleneck of a known plan
-        self.phase2 = False
         self.known: list[list[Stage]] = []   # plans met on the way (for a failed proof)
 
     def check(self, where: str, frontier=None, ahead: float = 0.0) -> None:
@@ -443,11 +405,6 @@ class _Clock:
         if self.deadline is None or time.perf_counter() + ahead <= self.deadline:
             return
         lb = self.proven if frontier is None else max(self.proven, frontier())
-        if self.phase2:
-            lb = min(lb, self.upper_bound)
-            raise OptimumUnproven(
-                f"the latency tie-break did not finish within the time limit (bottleneck "
-                f"{lb:.4f} ms found for one PE set); proven: optimum >= {lb:.4f} ms", lb)
         self.stop(f"the exact search reached its time limit {where} of {self.n}; this profile "
                   f"is too large for the exact planner", lb)
 
@@ -476,23 +433,6 @@ class _Sweep:
         self.start = start      # every plan's starting label: the host's work
         self.floor = floor      # and its floor, where the host is not a PE of this set
 
-    def price(self, stages: list[Stage]) -> tuple[float, float]:
-        """(largest load, latency) of a plan over this set, priced with the set's factors: the
-        sum of the graph's arcs along its path. (It restarts a walk: never call it while a
-        sweep over the same layers runs.)"""
-        group_of = {g: h for h, g in enumerate(self.layers.groups)}
-        path = [group_of[s.pes] for s in stages for _ in range(s.first, s.last + 1)]
-        total = self.start.copy()
-        u = 0
-        self.layers.start()
-        for i in range(self.layers.n):
-            step = self.layers.step(i, np.array([u]))
-            lo, hi = np.searchsorted(step.src, [u, u + 1])
-            arc = lo + int(np.flatnonzero(step.group[lo:hi] == path[i])[0])
-            total += step.inc[arc]
-            u = int(step.dst[arc])
-        return float(total[:self.npe].max()), float(total[-1])
-
     def _bound(self, loads: np.ndarray, states: np.ndarray, stages: np.ndarray, i: int,
                check=None) -> np.ndarray:
         """Per row, the Lagrangian bound on the bottleneck of any completion (>= its max load).
@@ -507,16 +447,18 @@ class _Sweep:
             out[a:a + _CHUNK] = np.maximum(np.maximum(lag, part.max(axis=1)), self.floor)
         return out
 
-    def run(self, bound: float, latency=None, beam: int | None = None) -> list[Stage] | None:
-        """The stages of the best plan with bottleneck <= bound (and latency <= latency[1]),
-        or None. With `beam`, keeps only that many partial plans per state: a heuristic."""
+    def run(self, bound: float, beam: int | None = None) -> list[Stage] | None:
+        """The contract's best plan with bottleneck <= bound (least bottleneck, then latency,
+        then stages), or None. With `beam`, keeps only that many partial plans per state and
+        no latency: a heuristic for a first plan."""
         layers, npe, clock = self.layers, self.npe, self.clock
+        track = beam is None
         # label columns: load per PE, [latency,] stages so far (fewer dominates: more freedom)
-        width = npe + (1 if latency is not None else 0)
-        cols = list(range(npe)) + ([npe] if latency is not None else [])
+        width = npe + (1 if track else 0)
+        cols = list(range(npe)) + ([npe] if track else [])
         labels = np.zeros((1, width + 1))
         labels[0, :npe] = self.start[:npe]
-        if latency is not None:
+        if track:
             labels[0, npe] = self.start[-1]
         where = np.zeros(1, dtype=np.int64)   # state of each label, ascending
         history = []
@@ -559,8 +501,6 @@ class _Sweep:
             score = self._bound(cand[:, :npe], dst, used, i + 1,
                                 lambda: clock.check(f"at layer {i}", frontier))
             keep = score <= bound
-            if latency is not None and latency[0] is not None:
-                keep &= cand[:, npe] + latency[0].at(i + 1, dst, used) <= latency[1]
             cand, dst, row, arc, score = cand[keep], dst[keep], row[keep], arc[keep], score[keep]
             if not len(cand):
                 return None
@@ -575,7 +515,7 @@ class _Sweep:
                 sel = self._pareto(cand, dst, arc, f"at layer {i}", frontier)
             labels, where = cand[sel], dst[sel]
             history.append((row[sel], step.group[arc[sel]]))
-        return self._best(labels, where, history, latency is not None)
+        return self._best(labels, where, history, track)
 
     def _pareto(self, cand, dst, arc, where_msg, frontier) -> np.ndarray:
         """Rows that no other row of the same state dominates, in state order."""
@@ -604,7 +544,7 @@ class _Sweep:
         within its tie (relative 1e-9 of the least, as `cost.better`) the least latency, then
         among those within its tie the fewest stages. Ties are taken against the least value,
         not plan by plan: a chain of near-ties, each within 1e-9 of the next, must not walk the
-        choice up, and a sweep that tracks latency up to the known plan holds long chains."""
+        choice up, and a sweep that tracks latency up to its bound holds long chains."""
         if not len(labels):
             return None
         npe = self.npe

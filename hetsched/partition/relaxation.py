@@ -126,16 +126,6 @@ class Projected:
         """float64, with the float32 tables' margin (as `completion.ToGo.at`)."""
         return self.tables[i][self.index(i, states), stages] * np.float64(self.margin(i))
 
-    def latency(self, rest: completion.Rest, max_stages: int,
-                deadline_check=None) -> "Projected":
-        lat = [t.astype(np.float32) for t in
-               completion.latency_to_go(self.relaxed, max_stages, deadline_check).tables]
-        for t in lat:
-            t[t < np.finfo(np.float32).tiny] = 0.0   # as in `raise_to`
-        out = Projected(self.walk, self.relaxed, self.arcs, lat)
-        out.raise_to(rest.latency(max_stages), deadline_check)
-        return out
-
 
 def bound(profile: Profile, walk: stategraph.Walk, rest: completion.Rest, weights: np.ndarray,
           max_stages: int, max_arcs: int, until: float | None,
