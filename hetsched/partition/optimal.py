@@ -266,7 +266,7 @@ def _search_space(profile, names, groups, rest, weights, max_stages, clock):
     `Rest`'s bound, the zoo profiles are still proven, 1.1-25x slower: yolov3 over two cores
     0.3 s -> 8.1 s.) The relaxed graph gets an eighth, not more: the sweeps need the time (with
     a quarter, skip-heavy 120 x 4 at 6 stages found its optimum but ran out in the latency
-    tie-break)."""
+    tie-break, then a second sweep)."""
     limit = _max_arcs(len(names), len(groups), len(weights), max_stages)
     share = None if clock.deadline is None else (clock.deadline - time.perf_counter()) / 4
     budget = None if share is None else time.perf_counter() + share
