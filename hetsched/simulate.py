@@ -93,7 +93,8 @@ class Interpreter:
     runs them: every thread's turn at a frame holds it for `hop_ms` (taking the frame from a
     queue, the bookkeeping, handing it on); pre- and post-processing hold it for `pre_share` /
     `post_share` of their time and run the rest (OpenCV, numpy's large loops) beside it; the
-    source's read takes `source_ms` here, `source_share` of it under the lock. Measured by
+    source's read takes `source_ms` here, `source_share` of it under the lock; a PE handed to
+    a stage that waited for it is idle for that thread's wake-up. Measured by
     `scripts/closing_loop.py`: the hop from a pipeline of no-op stages, a share from two threads
     doing the same work at once (two tasks that hold the lock for a share f > 1/2 take 2f times
     as long as one alone; on a machine with few cores that share also holds the contention for
@@ -110,6 +111,11 @@ class Interpreter:
     turn_cpu_ms: float = 0.0
     pre_cpu_ms: float = 0.0
     post_cpu_ms: float = 0.0
+    # a PE that serves several stages: the time between one worker releasing it and the next,
+    # which waited for it, starting its frame (that thread's wake-up), the PE idle meanwhile;
+    # `runtime_terms.handover_ms` measures it (30-40 us on the VM, where emulated stages of
+    # 0.1-0.7 ms lost 5-15% to it)
+    handover_ms: float = 0.0
 
 
 class _Sim:
@@ -335,7 +341,10 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             if f is _EOS:
                 break
             yield from turn()
+            waited = locks[pe].held >= locks[pe].capacity
             yield _Acquire(locks[pe])
+            if waited and py.handover_ms > 0:
+                yield _Hold(py.handover_ms)
             t0 = sim.now
             t = cost.frame_ms(profile, f)
             yield _Hold(t)

@@ -4,8 +4,11 @@ by the real runtime with every PE emulated (`hetsched run --emulate`: each stage
 modeled time, zero tensors) on this machine, and replayed by the simulator; their throughputs
 should agree. Two runs per network: the network alone (ready-made input tensors, no decoding:
 what the plan and the simulator describe), and the whole detection loop on synthetic frames,
-whose pre/post-processing runs on this machine's two cores; for the latter the simulator is
-given the pre/post times measured here, in-process, on the same frames, once as free-running
+whose pre/post-processing runs on this machine's two cores. The network alone is simulated
+twice: as the plan describes it, and with this host's own costs of running emulated stages (each
+turn's hand-off under the interpreter lock, and the wake-up of a stage that waited for a PE
+another stage held: `runtime_terms.handover_ms`, measured each round). For the loop the simulator
+is given the pre/post times measured here, in-process, on the same frames, once as free-running
 holds and once with Python's interpreter lock (`simulate.Interpreter`: the share of pre, post
 and a source read that holds it, from two threads doing the same work at once, and each
 hand-off's time under it, from a pipeline of no-op stages), since with emulated stages the
@@ -86,7 +89,7 @@ def host_python(g, spec, n=30):
     """(pre, post, `Interpreter`) here: pre- and post-processing of one frame (on emulated, zero
     outputs) as functions of a frame number, and what of them, of a source read and of each
     hand-off holds Python's interpreter lock."""
-    from hetsched.profiler.runtime_terms import hop_ms
+    from hetsched.profiler.runtime_terms import handover_ms, hop_ms
     task = make_task(g, spec.detect)
     src = open_source(spec.source, n)
     images, reads = [], []
@@ -120,7 +123,7 @@ def host_python(g, spec, n=30):
     hop = hop_ms("hop-probe", [], frames=400, stages=4) * 4 / 8
     py = Interpreter(hop_ms=hop, pre_share=_share(pre, n), post_share=_share(post, n),
                      source_ms=statistics.median(reads[1:] or reads), source_share=_share(read, 10),
-                     cores=len(os.sched_getaffinity(0)))
+                     cores=len(os.sched_getaffinity(0)), handover_ms=handover_ms())
     return pre, post, py
 
 
@@ -202,6 +205,10 @@ def main() -> int:
             pre_work, post_work, py = host_python(g, spec)
             cpu = time.process_time()
             net = job.network_pipeline(g, prof, plan, spec, feeds, args.frames).run()
+            # the network alone as this host runs it: each turn's hand-off under the interpreter
+            # lock, and the wake-up of a stage that waited for a PE another stage held
+            handed = simulate(prof, plan, frames=args.frames,
+                              interpreter=Interpreter(hop_ms=py.hop_ms, handover_ms=py.handover_ms))
             # the runtime's CPU per thread turn (waking, queues, PE locks: a lock that several
             # stages share doubles it), from the same threads and locks without pre/post work:
             # the source, pre, every stage once, post and the sink are a frame's turns (the
@@ -229,6 +236,8 @@ def main() -> int:
                                                            post_cpu_ms=run_post))
             rounds.append({"pre_ms": pre, "post_ms": post, "interpreter": vars(py),
                            "emulated_net_fps": net.fps, "ratio_net": net.fps / free.throughput_fps,
+                           "sim_net_host_fps": handed.throughput_fps,
+                           "ratio_net_host": net.fps / handed.throughput_fps,
                            "sim_prepost_fps": costed.throughput_fps,
                            "sim_interpreter_fps": locked.throughput_fps,
                            "sim_cores_fps": held.throughput_fps, "emulated_loop_fps": loop.fps,
@@ -242,14 +251,16 @@ def main() -> int:
                      "sim_fps": free.throughput_fps, "rounds": rounds}
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "interpreter"}
         med.update({k: statistics.median(r["interpreter"][k] for r in rounds)
-                    for k in ("pre_share", "post_share", "hop_ms", "turn_cpu_ms")})
+                    for k in ("pre_share", "post_share", "hop_ms", "turn_cpu_ms", "handover_ms")})
         doc[name].update(med)
         ratios = [r["ratio_loop_cores"] for r in rounds]
         own = [r["ratio_loop_run_work"] for r in rounds]
         pre, post = med["pre_ms"], med["post_ms"]
         d = doc[name]
         rows.append(f"| {name}-relu | {len(plan.stages)} | {d['bound_fps']:.1f} | {d['sim_fps']:.1f} | "
-                    f"{d['emulated_net_fps']:.1f} | **{d['ratio_net']:.3f}** | {pre:.2f} / {post:.2f} | "
+                    f"{d['emulated_net_fps']:.1f} | **{d['ratio_net']:.3f}** | "
+                    f"{d['handover_ms'] * 1e3:.0f} us | {d['sim_net_host_fps']:.1f} | "
+                    f"**{d['ratio_net_host']:.3f}** | {pre:.2f} / {post:.2f} | "
                     f"{d['sim_prepost_fps']:.1f} | {d['pre_share']:.2f} / {d['post_share']:.2f} / "
                     f"{d['hop_ms'] * 1e3:.0f} / {d['turn_cpu_ms'] * 1e3:.0f} us | "
                     f"{d['sim_interpreter_fps']:.1f} | {d['sim_cores_fps']:.1f} | "
@@ -260,12 +271,13 @@ def main() -> int:
                     f"**{d['ratio_loop_run_work']:.3f}** ({min(own):.3f}-{max(own):.3f}) |")
         print(rows[-1], file=sys.stderr)
     table = ("| network | stages | bound fps | simulated fps | emulated run fps (network) | run / sim "
+             "| PE hand-over here | simulated with the host's hand-offs | run / that "
              "| pre / post ms here | simulated with pre/post | lock share pre / post, hop / turn CPU "
              "| simulated with the interpreter lock | and the host's cores | emulated run fps "
              "(detection loop) | "
              "run / sim without the lock | with the lock | with the lock and the cores (range) "
              "| pre / post CPU ms in the run | run / sim with those (range) |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
              + "\n".join(rows))
     write_text(args.output, json.dumps(doc, indent=1) + "\n")
     print(table)

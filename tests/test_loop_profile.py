@@ -58,6 +58,8 @@ def test_runtime_terms_are_measured_and_sane():
     hop = runtime_terms.hop_ms("cpu0", [0], frames=100)
     launch = runtime_terms.launch_ms([0], 1, "all", runs=50)
     assert 0 < hop < 5.0 and 0 < launch < 5.0
+    # a wake-up costs something, and far less than the 0.5 ms holds it sits between
+    assert 0 < runtime_terms.handover_ms(hold_ms=0.5, frames=200, rounds=1) < 0.5
     g = graph.load(build_zoo("tiny-yolov2", 64))
     cont = runtime_terms.contention(g.model.SerializeToString(), {"cpu0": [0], "cpu1": [1]},
                                     {"cpu0": 1, "cpu1": 1}, "all", rounds=2)
