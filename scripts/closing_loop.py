@@ -246,8 +246,11 @@ def main() -> int:
             # the source, pre, every stage once, post and the sink are a frame's turns (the
             # pipeline's start and end are in it too: a little over a turn's own cost)
             turn = (time.process_time() - cpu) * 1e3 / (args.frames * (len(plan.stages) + 4))
+            beside = [job.network_pipeline(g, prof, plan, spec, feeds, 10**7) for _ in range(2)]
             before = _mean_ms(pre_work) + _mean_ms(post_work)
+            by_before = _beside_ms([pre_work, post_work], beside[0])
             loop = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames)).run()
+            by_after = _beside_ms([pre_work, post_work], beside[1])
             after = _mean_ms(pre_work) + _mean_ms(post_work)
             # the loop is run between two measurements of the host's work, whose means it is
             # simulated with, since the VM's speed drifts by more than the target within minutes
@@ -267,8 +270,8 @@ def main() -> int:
                            interpreter=dataclasses.replace(py, pre_cpu_ms=run_pre,
                                                            post_cpu_ms=run_post))
             # and with their CPU measured beside the emulated network, apart from the run
-            by_pre, by_post = _beside_ms([pre_work, post_work], job.network_pipeline(
-                g, prof, plan, spec, feeds, 10**7))
+            # (just before and after it, as the work alone)
+            by_pre, by_post = ((x + y) / 2 for x, y in zip(by_before, by_after))
             by = simulate(prof, plan, frames=args.frames, pre_ms=by_pre, post_ms=by_post,
                           interpreter=dataclasses.replace(py, pre_cpu_ms=by_pre,
                                                           post_cpu_ms=by_post))
