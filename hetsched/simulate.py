@@ -77,6 +77,7 @@ class _Acquire:
 @dataclass
 class _Release:
     lock: _Lock
+    by: object = None       # given to the waiter it hands the lock to, as its `_Acquire`'s value
 
 
 @dataclass
@@ -85,6 +86,9 @@ class _Hold:
 
 
 _EOS = object()
+# a PE lock one worker passed to another that waited for it, whose thread then wakes; the
+# source's host work holds no lock in the runtime, so passing the host PE on wakes no one
+_HANDED = object()
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,7 @@ class _Sim:
             if isinstance(req, _Release):
                 lock = req.lock
                 if lock.waiters:      # handed straight to the next in line
-                    self._resume(lock.waiters.popleft(), None, self.now)
+                    self._resume(lock.waiters.popleft(), req.by, self.now)
                 else:
                     lock.held -= 1
                 continue
@@ -341,17 +345,15 @@ def simulate(profile: Profile, plan: Plan, *, frames: int = 200, buffers: int = 
             if f is _EOS:
                 break
             yield from turn()
-            waited = locks[pe].held >= locks[pe].capacity
-            yield _Acquire(locks[pe])
-            if waited and py.handover_ms > 0:
-                yield _Hold(py.handover_ms)
+            if (yield _Acquire(locks[pe])) is _HANDED and py.handover_ms > 0:
+                yield _Hold(py.handover_ms)     # the PE idle while this thread wakes
             t0 = sim.now
             t = cost.frame_ms(profile, f)
             yield _Hold(t)
             busy[pe] += t
             if len(events) < record:
                 events.append((j, pe, f, t0 / 1e3, sim.now / 1e3))
-            yield _Release(locks[pe])
+            yield _Release(locks[pe], _HANDED)
             yield _Put(outs[f % len(outs)], f)
         for q in outs:
             yield _Put(q, _EOS)

@@ -7,8 +7,9 @@ what the plan and the simulator describe), and the whole detection loop on synth
 whose pre/post-processing runs on this machine's two cores. The network alone is simulated
 twice: as the plan describes it, and with this host's own costs of running emulated stages (each
 turn's hand-off under the interpreter lock, and the wake-up of a stage that waited for a PE
-another stage held: `runtime_terms.handover_ms`, measured each round). For the loop the simulator
-is given the pre/post times measured here, in-process, on the same frames, once as free-running
+another stage held: `runtime_terms.handover_ms`, measured each round; every simulation of the
+loop with the interpreter lock below counts it too, so their ratios are not those of the tables
+before 2026-12-07's ninth session). For the loop the simulator is given the pre/post times measured here, in-process, on the same frames, once as free-running
 holds and once with Python's interpreter lock (`simulate.Interpreter`: the share of pre, post
 and a source read that holds it, from two threads doing the same work at once, and each
 hand-off's time under it, from a pipeline of no-op stages), since with emulated stages the
@@ -128,6 +129,11 @@ def host_python(g, spec, n=30):
     return pre, post, py
 
 
+def _midway(before, after) -> list[float]:
+    """Figures measured just before and just after a run, averaged: the VM's speed drifts."""
+    return [(x + y) / 2 for x, y in zip(before, after)]
+
+
 def _mean_ms(work, n=150) -> tuple[float, float]:
     """Mean wall and CPU ms (`process_time`: every thread of the process) per call over n calls:
     a pipeline's throughput follows the mean, and on this VM a median of 30 calls moved
@@ -146,16 +152,24 @@ def _beside_ms(works, pipe, n=50, chunks=5) -> list[float]:
     measured apart from the run it is set against. The works take turns in `chunks` chunks of
     n calls; each one's median chunk mean (a transient on the VM moved a single chunk 50%)."""
     from hetsched.runtime.pipeline import Stopped
+    failed = []
 
     def run():
         try:
             pipe.run(handle_signals=False)
         except Stopped:
             pass
+        except BaseException as e:      # carried back: the figures would be of an idle host
+            failed.append(e)
     beside = threading.Thread(target=run, name="beside")
     beside.start()
     try:
-        time.sleep(0.2)     # past the pipeline's fill
+        waited = time.perf_counter() + 30
+        while pipe.delivered < 50:      # past the pipeline's fill
+            if failed or not beside.is_alive() or time.perf_counter() > waited:
+                raise RuntimeError("the emulated network to measure beside did not run") \
+                    from (failed[0] if failed else None)
+            time.sleep(0.01)
         means = [[] for _ in works]
         for _ in range(chunks):
             for work, got in zip(works, means):
@@ -163,10 +177,12 @@ def _beside_ms(works, pipe, n=50, chunks=5) -> list[float]:
                 for i in range(n):
                     work(i)
                 got.append((time.thread_time() - c0) * 1e3 / n)
-        return [statistics.median(got) for got in means]
     finally:
         pipe.stop("measured beside it")
         beside.join()
+    if failed:
+        raise RuntimeError("the emulated network stopped while measured beside") from failed[0]
+    return [statistics.median(got) for got in means]
 
 
 def cpu_loop(folder: Path, workdir: Path) -> int:
@@ -254,7 +270,7 @@ def main() -> int:
             after = _mean_ms(pre_work) + _mean_ms(post_work)
             # the loop is run between two measurements of the host's work, whose means it is
             # simulated with, since the VM's speed drifts by more than the target within minutes
-            pre, pre_cpu, post, post_cpu = ((x + y) / 2 for x, y in zip(before, after))
+            pre, pre_cpu, post, post_cpu = _midway(before, after)
             py = dataclasses.replace(py, pre_cpu_ms=pre_cpu, post_cpu_ms=post_cpu, turn_cpu_ms=turn)
             costed = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post)
             locked = simulate(prof, plan, frames=args.frames, pre_ms=pre, post_ms=post,
@@ -271,7 +287,7 @@ def main() -> int:
                                                            post_cpu_ms=run_post))
             # and with their CPU measured beside the emulated network, apart from the run
             # (just before and after it, as the work alone)
-            by_pre, by_post = ((x + y) / 2 for x, y in zip(by_before, by_after))
+            by_pre, by_post = _midway(by_before, by_after)
             by = simulate(prof, plan, frames=args.frames, pre_ms=by_pre, post_ms=by_post,
                           interpreter=dataclasses.replace(py, pre_cpu_ms=by_pre,
                                                           post_cpu_ms=by_post))

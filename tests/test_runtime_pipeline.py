@@ -60,8 +60,11 @@ def test_channel_drop_oldest():
 def test_every_frame_once_in_order(pre_threads, post_threads, buffers):
     sink = ListSink()
     stages = chain(4, replicate={2: ["a", "b"], 3: ["c", "d", "e"]})
-    report = make(CountingSource(300), stages, sink, buffers=buffers, pre_threads=pre_threads,
-                  post_threads=post_threads).run()
+    pipe = make(CountingSource(300), stages, sink, buffers=buffers, pre_threads=pre_threads,
+                post_threads=post_threads)
+    assert pipe.delivered == 0
+    report = pipe.run()
+    assert pipe.delivered == len(sink.items) == 300
     assert [s for s, _, _ in sink.items] == list(range(300))
     assert [v for _, _, v in sink.items] == [i + 4 for i in range(300)]  # four +1 stages, none skipped
     assert report.frames == 300 and sink.kept is True

@@ -60,33 +60,34 @@ class _Frames:
         pass
 
 
+def _probe_wall_ms(stages, frames: int) -> float:
+    """Wall ms a frame of `frames` frames through `stages` with nothing around them."""
+    from ..runtime.pipeline import Pipeline
+    pipe = Pipeline(_Frames(frames), stages, pre=lambda f: None, post=lambda f: None, buffers=2)
+    return pipe.run(handle_signals=False).wall_s * 1e3 / frames
+
+
 def hop_ms(pe: str, cores, frames: int = 400, stages: int = 4) -> float:
     """Per frame and stage, the runtime's cost of a stage that does nothing, on PE `pe`."""
-    from ..runtime.pipeline import Pipeline, Stage, Worker
-    workers = [Stage([Worker(pe, _NoOp, list(cores))]) for _ in range(stages)]
-    pipe = Pipeline(_Frames(frames), workers, pre=lambda f: None, post=lambda f: None,
-                    buffers=2)
-    report = pipe.run(handle_signals=False)
-    return report.wall_s * 1e3 / (frames * stages)
+    from ..runtime.pipeline import Stage, Worker
+    return _probe_wall_ms([Stage([Worker(pe, _NoOp, list(cores))]) for _ in range(stages)],
+                          frames) / stages
 
 
 def handover_ms(hold_ms: float = 0.3, frames: int = 1000, rounds: int = 3) -> float:
-    """The time an unpinned PE lies idle each time one of its stages hands it to another that
-    waited for it (the waiter's wake-up), on this host: four emulated stages held `hold_ms`
-    each, alternating over two PEs, so each PE serves two stages a frame; per frame a PE holds
-    2 x `hold_ms` and hands over twice. Median over `rounds` runs (the VM drifts)."""
+    """How long an unpinned PE lies idle each time one of its stages passes it to another that
+    waited for it (that thread's wake-up, and its wait for the interpreter lock), on this host:
+    four emulated stages held `hold_ms` each, alternating over two PEs, so each PE holds
+    2 x `hold_ms` a frame and changes hands twice. Median over `rounds` runs (the VM drifts)."""
     from ..engines import EngineOptions
     from ..engines.emulated import EmulatedEngine
-    from ..runtime.pipeline import Pipeline, Stage, Worker
+    from ..runtime.pipeline import Stage, Worker
     model, opts = _tiny_model(), EngineOptions(emulate="timing")
 
     def once() -> float:
         stages = [Stage([Worker(pe, lambda: EmulatedEngine(model, "probe", opts, hold_ms))])
                   for pe in ("probe-a", "probe-b", "probe-a", "probe-b")]
-        pipe = Pipeline(_Frames(frames), stages, pre=lambda f: None, post=lambda f: None,
-                        buffers=2)
-        report = pipe.run(handle_signals=False)
-        return (report.wall_s * 1e3 / frames - 2 * hold_ms) / 2
+        return (_probe_wall_ms(stages, frames) - 2 * hold_ms) / 2
     return max(0.0, statistics.median(once() for _ in range(rounds)))
 
 

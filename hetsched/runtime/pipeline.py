@@ -168,6 +168,11 @@ class Pipeline:
                     log.debug("%s", message, exc_info=cause)
         self._halt()
 
+    @property
+    def delivered(self) -> int:
+        """Frames the sink has released so far (readable from any thread while it runs)."""
+        return self._frames
+
     def stop(self, reason: str = "stop()") -> None:
         """Stop now (safe from a signal handler or another thread); `run` raises `Stopped`."""
         with self._state:
