@@ -749,7 +749,8 @@ def console() -> None:
     """The `hetsched` command: `main`, then an exit that cannot abort. A thread still inside
     onnxruntime when the interpreter finalises aborts the process ("terminate called without an
     active exception"), so threads get a moment to finish their current run, and if one is
-    still busy the process leaves without finalising (every file was closed or discarded)."""
+    still busy, or the command was stopped, the process leaves without finalising (every file
+    was closed or discarded)."""
     code = main()
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM):    # a second Ctrl-C must not finalise mid-run
@@ -758,7 +759,12 @@ def console() -> None:
     for t in threading.enumerate():
         if t is not threading.main_thread():
             t.join(max(0.0, deadline - time.monotonic()))
-    if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
+    # after a stop, sessions that a stopped thread made may outlive it, their pools' native
+    # threads still joinable when the interpreter finalises: that aborted a stop during
+    # `profile`'s contention step ("terminate called without an active exception", exit 134)
+    # with every Python thread already gone
+    if stopping.requested() or any(t.is_alive() for t in threading.enumerate()
+                                   if t is not threading.main_thread()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

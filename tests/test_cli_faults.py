@@ -138,6 +138,25 @@ def test_profile_stops_within_a_second(tmp_path, sig, phase):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_profile_stopped_inside_the_contention_step_exits_cleanly(tmp_path, sig):
+    """Stopped while both cores run sessions of a network large enough that they are still
+    running: with every Python thread gone the interpreter's exit aborted on the sessions'
+    native threads ("terminate called without an active exception", exit 134) in 2 of 3 such
+    stops of `hetsched profile` (a new user's trial, 2026-12-07)."""
+    p = hetsched("profile", "tiny-yolov2", "--size", "320", "--pe", "cpu0,cpu1", "--runs", "2",
+                 "--warmup", "1", "-o", "p.json", cwd=tmp_path)
+    wait_for(p, tmp_path, "contention")
+    time.sleep(0.4)
+    took, _, err = stop(p, sig, tmp_path)
+    assert p.returncode == CODES[sig], err
+    assert took < 1.5, f"{took:.2f} s"
+    assert err.strip().splitlines()[-1] == f"hetsched: stopped by {sig.name}; nothing written", err
+    assert "terminate called" not in err
+    assert outputs(tmp_path) == []
+
+
+@pytest.mark.slow
 def test_bench_stopped_while_profiling_exits_130(tmp_path):
     p = hetsched("bench", "--model", "tiny-yolov2", "--size", "96", "--frames", "5",
                  "--repeat", "1", cwd=tmp_path)
