@@ -174,7 +174,7 @@ def cmd_plan(args) -> int:
         tried = plan_every(prof, METHODS, time_limit_s=args.time_limit,
                            require_proof=args.require_proof, **opts)
         shown = tried.best()
-        doc = {m: {**p.to_dict(), **_terms_key(prof, p)} for m, p in tried.plans.items()}
+        doc = {m: _plan_doc(prof, p) for m, p in tried.plans.items()}
         doc.update({m: {"error": e} for m, e in tried.errors.items()})
         if tried.lower_bound_ms is not None:
             doc["optimal"]["lower_bound_ms"] = tried.lower_bound_ms
@@ -185,7 +185,7 @@ def cmd_plan(args) -> int:
         extra = {"time_limit_s": args.time_limit, "require_proof": args.require_proof} \
             if args.method == "optimal" else {}
         shown = make_plan(prof, args.method, **opts, **extra)
-        doc = {**shown.to_dict(), **_terms_key(prof, shown)}
+        doc = _plan_doc(prof, shown)
         text = format_plan(prof, shown, opts["pes"])
     if args.output and mixes_kinds(prof, shown):
         raise PlanError(f"{args.output}: not written: the {shown.method} baseline replicates over "
@@ -197,8 +197,7 @@ def cmd_plan(args) -> int:
     if args.output:
         # a plan file is one plan, the one `run` and `simulate` should take: with --method all,
         # the best (the comparison of all methods is what --json prints)
-        write_text(args.output, json.dumps({**shown.to_dict(), **_terms_key(prof, shown)},
-                                           indent=1) + "\n")
+        write_text(args.output, json.dumps(_plan_doc(prof, shown), indent=1) + "\n")
         _kept.append(str(args.output))
         made.append((f"plan ({shown.method})", args.output))
     if args.plot:
@@ -213,10 +212,11 @@ def cmd_plan(args) -> int:
 
 def cmd_simulate(args) -> int:
     from . import profile
-    from .partition.cost import evaluate, read_plan_file, stages_from_dicts
+    from .partition.cost import check_made_for, evaluate, read_plan_file, stages_from_dicts
     from .simulate import simulate
     prof = profile.load(args.profile)
     raw = read_plan_file(args.plan)
+    check_made_for(raw, prof, args.plan)
     plan = evaluate(prof, stages_from_dicts(raw["stages"]), raw.get("method", "manual"),
                     max_stages=None, dla_fallback=bool(raw.get("dla_fallback")))
     res = simulate(prof, plan, frames=args.frames, buffers=args.buffers, pre_ms=args.pre_ms,
@@ -237,9 +237,11 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _terms_key(prof, plan) -> dict:
+def _plan_doc(prof, plan) -> dict:
+    """A plan as written: the contract's fields, the model it was made for, its non-zero terms."""
+    from .partition.cost import made_for
     terms = plan_terms(prof, plan)
-    return {"terms": terms} if terms else {}
+    return {**plan.to_dict(), "model": made_for(prof), **({"terms": terms} if terms else {})}
 
 
 def plan_terms(prof, plan) -> dict:

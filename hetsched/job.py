@@ -14,7 +14,7 @@ from .engines import EngineOptions
 from .errors import HetschedError
 from .ortsession import session
 from .partition import make_plan
-from .partition.cost import Plan, evaluate, read_plan_file, stages_from_dicts
+from .partition.cost import Plan, check_made_for, evaluate, read_plan_file, stages_from_dicts
 from .runtime.build import build_stages, place
 from .runtime.pipeline import Pipeline
 from .runtime.report import Report
@@ -152,6 +152,8 @@ def plan_for(prof: profmod.Profile | None, plan: dict, pes: list[str] | None, n_
         raw = plan.get("stages")
         if "file" in plan:
             doc = read_plan_file(plan["file"])
+            if prof is not None:
+                check_made_for(doc, prof, plan["file"])
             raw = doc["stages"]
             opts["dla_fallback"] = opts["dla_fallback"] or bool(doc.get("dla_fallback"))
         stages = stages_from_dicts(raw)

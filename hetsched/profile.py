@@ -343,5 +343,9 @@ def check_model(profile: Profile, graph, where: str = "profile") -> None:
     names = [layer.name for layer in graph.layers]
     own = [layer.name for layer in profile.network_layers()]
     if own != names:
-        _fail(where, f"has {len(own)} network layers that do not match the model's "
-                     f"{len(names)} layers")
+        short = min(len(own), len(names))
+        k = next((i for i in range(short) if own[i] != names[i]), short)
+        which = (f"first differing at layer {k}: '{own[k]}' here, '{names[k]}' in the model"
+                 if k < short else f"the first {short} alike")
+        _fail(where, f"is not of the model '{graph.name}': {len(own)} network layers against "
+                     f"its {len(names)}, {which}")

@@ -207,6 +207,30 @@ def test_plan_all_writes_the_best_plan_that_simulate_and_run_take(tmp_path, exam
     assert rc == 0, err
 
 
+def test_a_plan_for_another_model_of_as_many_layers_is_refused(tmp_path, capsys):
+    """yolov2 and yolov4-tiny both have 54 layers: a plan's layer numbers fit either, so the
+    plan file names its model (a checksum of the layers' names and ops) and readers check it."""
+    from hetsched.cli import main
+    from hetsched.job import plan_for
+    from hetsched import profile
+    repo = Path(__file__).resolve().parents[1]
+    y2, y4 = repo / "profiles" / "yolov2-416.vm.json", repo / "profiles" / "yolov4-tiny-416.vm.json"
+    plan = tmp_path / "y2.plan.json"
+    assert main(["plan", str(y2), "--no-replication", "-o", str(plan)]) == 0
+    assert json.loads(plan.read_text())["model"]["name"] == "yolov2"
+    capsys.readouterr()
+    assert main(["simulate", str(y2), str(plan), "--frames", "20"]) == 0
+    assert main(["simulate", str(y4), str(plan), "--frames", "20"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"hetsched: error: {plan}: a plan for model 'yolov2' (54 layers), not for the profile's "
+        f"'yolov4-tiny' (54 layers): their layers differ")
+    with pytest.raises(Exception, match="a plan for model 'yolov2'"):
+        plan_for(profile.load(y4), {"file": str(plan)}, None, 54)
+    legacy = {k: v for k, v in json.loads(plan.read_text()).items() if k != "model"}
+    plan.write_text(json.dumps(legacy))      # a plan file without the record: taken as it is
+    assert main(["simulate", str(y4), str(plan), "--frames", "20"]) == 0
+
+
 # --- 6: counts out of range are usage errors before any work ----------------------------------
 
 @pytest.mark.parametrize("argv,flag", [

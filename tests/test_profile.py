@@ -165,3 +165,8 @@ def test_profile_for_another_model_is_refused(tmp_path):
     prof.model.sha256 = None
     with pytest.raises(ProfileError, match="inputs"):
         profile.check_model(prof, other_size)
+    # no checksum to compare: the layers say it, naming the first that differs
+    relu = graph.load(build_zoo("tiny-yolov3", 64, "relu"))
+    with pytest.raises(ProfileError, match="32 network layers against its 32, first differing "
+                                           "at layer 1: 'L0.leaky' here, 'L0.relu' in the model"):
+        profile.check_model(prof, relu, "p.json")

@@ -462,6 +462,33 @@ def read_plan_file(path) -> dict:
     return doc
 
 
+def layers_digest(profile: Profile) -> str:
+    """A checksum of the profile's layers (names and ops): a plan's stages are layer numbers,
+    which fit any model of as many layers, so a plan file records this of the model it was
+    made for (`made_for`) and a reader checks it (`check_made_for`)."""
+    import hashlib
+    text = "\n".join(f"{layer.name}\t{layer.op}" for layer in profile.layers)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def made_for(profile: Profile) -> dict:
+    """The plan file's record of its model (beyond contract section 3, which it leaves as is)."""
+    return {"name": profile.model.name, "layers": len(profile.layers),
+            "layers_sha256": layers_digest(profile)}
+
+
+def check_made_for(doc: dict, profile: Profile, where: str) -> None:
+    """Refuse a plan file made for another model than `profile`'s (files without the record,
+    written before it existed or by hand, are taken as they are)."""
+    rec = doc.get("model")
+    if not isinstance(rec, dict) or not rec.get("layers_sha256"):
+        return
+    if rec["layers_sha256"] != layers_digest(profile):
+        raise PlanError(f"{where}: a plan for model '{rec.get('name')}' ({rec.get('layers')} "
+                        f"layers), not for the profile's '{profile.model.name}' "
+                        f"({len(profile.layers)} layers): their layers differ")
+
+
 def stages_from_dicts(raw: list[dict]) -> list[Stage]:
     try:
         return [Stage(tuple(s["pes"]), int(s["first"]), int(s["last"])) for s in raw]
