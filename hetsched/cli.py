@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__, stopping
 from .detect import KINDS as DETECT_KINDS
-from .errors import HetschedError, describe
+from .errors import HetschedError, UsageError, describe
 
 log = logging.getLogger("hetsched")
 
@@ -70,7 +70,7 @@ def _input_shapes(items) -> dict[str, list[int]]:
                 raise ValueError
             shapes[name] = [int(d) for d in dims.split(",")]
         except ValueError:
-            raise HetschedError(f"--input-shape '{item}' is not NAME=D0,D1,... (e.g. x=1,3,640,640)") from None
+            raise UsageError(f"--input-shape '{item}' is not NAME=D0,D1,... (e.g. x=1,3,640,640)") from None
     return shapes
 
 
@@ -122,7 +122,7 @@ def cmd_profile(args) -> int:
     from . import profile
     from .summary import format_summary
     if bool(args.pe) == bool(args.board):
-        raise HetschedError("give --pe (measure on this machine's CPUs) or --board (model a board)")
+        raise UsageError("give --pe (measure on this machine's CPUs) or --board (model a board)")
     from .profiler.board import load_board
     from .profiler.cpu import profile_cpu
     from .cores import parse_pes
@@ -165,7 +165,7 @@ def cmd_plan(args) -> int:
     from .partition.cost import PlanError, mixes_kinds
     from .partition.report import format_comparison, format_plan
     if args.require_proof and args.method not in ("optimal", "all"):
-        raise HetschedError(f"--require-proof asks the exact planner for a proof; --method "
+        raise UsageError(f"--require-proof asks the exact planner for a proof; --method "
                             f"{args.method} proves nothing (use --method optimal or all)")
     prof = profile.load(args.profile)
     opts = {"pes": args.pes, "max_stages": args.max_stages,
@@ -271,11 +271,11 @@ def _run_spec(args):
     from .runtime import spec as specmod
     if args.spec:
         if args.model or args.plan:
-            raise HetschedError("give either a SPEC.yaml or --model with --plan, not both")
+            raise UsageError("give either a SPEC.yaml or --model with --plan, not both")
         spec = specmod.load(args.spec)
     else:
         if not (args.model and args.plan):
-            raise HetschedError("give a pipeline SPEC.yaml, or --model M.onnx with --plan PLAN.json")
+            raise UsageError("give a pipeline SPEC.yaml, or --model M.onnx with --plan PLAN.json")
         spec = specmod.from_dict({"model": {"onnx": args.model}, "plan": {"file": args.plan},
                                   "profile": args.profile, "frames": None}, "command line")
     if args.source:
@@ -369,7 +369,7 @@ def cmd_bench(args) -> int:
     from .power import detect
     from .runtime import spec as specmod
     if bool(args.spec) == bool(args.model):
-        raise HetschedError("give a pipeline SPEC.yaml or --model (a zoo name or an ONNX file)")
+        raise UsageError("give a pipeline SPEC.yaml or --model (a zoo name or an ONNX file)")
     if args.spec:
         spec = specmod.load(args.spec)
     else:
@@ -382,7 +382,7 @@ def cmd_bench(args) -> int:
     known = bench.NET_METHODS if args.network_only else bench.LOOP_METHODS + ("loop-pipelined",)
     unknown = set(methods) - set(known)
     if unknown:
-        raise HetschedError(f"unknown bench method(s) {sorted(unknown)} (known"
+        raise UsageError(f"unknown bench method(s) {sorted(unknown)} (known"
                             f"{' with --network-only' if args.network_only else ''}: "
                             f"{', '.join(known)})")
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
@@ -526,7 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name, **kw):
-        return sub.add_parser(name, parents=[common], formatter_class=_Help, **kw)
+        s = sub.add_parser(name, parents=[common], formatter_class=_Help, **kw)
+        s.set_defaults(usage_error=s.error)     # a `UsageError` is reported as argparse's own
+        return s
 
     s = verb("zoo", help="build a zoo detector as ONNX")
     s.add_argument("name", choices=[*NAMES, "ppocr-det"],
@@ -719,6 +721,9 @@ def main(argv=None) -> int:
             print(f"hetsched: stdout closed before the output was printed; {_kept_text()}",
                   file=sys.stderr)
             return 1
+        except UsageError as e:
+            log.debug("the cause", exc_info=e)
+            args.usage_error(str(e))       # the verb's usage, its error line, exit 2
         except (HetschedError, OSError) as e:
             log.debug("the cause", exc_info=e)
             print(f"hetsched: error: {e}", file=sys.stderr)

@@ -5,6 +5,10 @@ class HetschedError(Exception):
     """A problem with the user's input or environment, worded for one line of output."""
 
 
+class UsageError(HetschedError):
+    """Options that do not go together, or one that is missing: exit 2, as argparse's own."""
+
+
 class GraphError(HetschedError):
     """An ONNX model that cannot be loaded, normalised or split."""
 

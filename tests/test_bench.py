@@ -64,7 +64,9 @@ def test_bench_spec_measures_the_detection_loop(tmp_path, capsys, monkeypatch):
 
 
 def test_bench_rejects_unknown_method(capsys):
-    assert main(["bench", "--model", "tiny-yolov2", "--methods", "warp-drive"]) == 1
+    with pytest.raises(SystemExit) as e:      # a usage error, as argparse's own
+        main(["bench", "--model", "tiny-yolov2", "--methods", "warp-drive"])
+    assert e.value.code == 2
     assert "unknown bench method(s) ['warp-drive']" in capsys.readouterr().err
 
 

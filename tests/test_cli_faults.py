@@ -289,6 +289,14 @@ def test_bad_first_image_leaves_no_dump_folder(tmp_path, model, plan_file):
 def test_usage_error_exits_2_and_bad_input_1(tmp_path):
     rc, _, err = finish(hetsched("plan", cwd=tmp_path), tmp_path)
     assert rc == 2 and "usage:" in err
+    # options that argparse alone cannot judge: missing together, or not going together
+    for argv, line in [(["run"], "hetsched run: error: give a pipeline SPEC.yaml"),
+                       (["bench"], "hetsched bench: error: give a pipeline SPEC.yaml"),
+                       (["profile", "tiny-yolov2", "-o", "p.json"], "hetsched profile: error: give --pe")]:
+        rc, out, err = finish(hetsched(*argv, cwd=tmp_path), tmp_path)
+        assert rc == 2 and "usage: hetsched" in err, err
+        assert err.strip().splitlines()[-1].startswith(line), err
+        assert outputs(tmp_path) == []
     rc, _, err = finish(hetsched("plan", "missing.json", cwd=tmp_path), tmp_path)
     assert rc == 1 and err.strip().splitlines() == [err.strip().splitlines()[-1]]
     assert err.startswith("hetsched: error: ")

@@ -99,7 +99,7 @@ def test_plan_cli_all_json_plot(example_file, tmp_path, capsys):
     (["--max-stages", "0"], "argument --max-stages: must be at least 1", 2),
     (["--pes", ""], "argument --pes: expected PE names separated by commas, got ''", 2),
     (["--pes", "gpu,"], "argument --pes: expected PE names separated by commas, got 'gpu,'", 2),
-    (["--method", "heuristic", "--require-proof"], "--method heuristic proves nothing", 1),
+    (["--method", "heuristic", "--require-proof"], "--method heuristic proves nothing", 2),
     (["--plot", "chart.gif"], r"chart.gif: a chart is written as png, svg, pdf .* '.gif' is none", 1),
 ])
 def test_plan_cli_errors(example_file, tmp_path, args, match, code):
