@@ -529,3 +529,18 @@ def test_run_detect_overrides_the_specs_kind():
     assert _run_spec(build_parser().parse_args(["run", spec_path])).detect.kind == "auto"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", spec_path, "--detect", "yolov9"])
+
+
+def test_a_model_no_decoder_recognises_is_passed_on_and_said_so(caplog):
+    """A classifier's [1, 10] output fits no detection layout: `auto` passes the outputs on
+    undecoded and says so once, naming the outputs; `--detect none` asks for that quietly."""
+    import logging
+    classifier = model_with_outputs([(1, 10)])
+    with caplog.at_level(logging.WARNING):
+        task = make_task(classifier, DetectOptions())
+    assert task.kind == "none" and task.decode is None
+    assert "no detection head recognised" in caplog.text and "[1, 10]" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert make_task(classifier, DetectOptions(kind="none")).decode is None
+    assert caplog.text == ""

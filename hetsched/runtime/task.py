@@ -7,6 +7,7 @@ on (`none`)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import cv2
@@ -17,6 +18,7 @@ from ..errors import HetschedError
 from ..graph import Graph
 from ..models.pretrained import PPOCR_MEAN, PPOCR_STD
 
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +77,11 @@ def make_task(graph: Graph, opts: DetectOptions) -> Task:
             kind = "db"
         else:
             kind = "none"
+            # said, not silent: a run would write frames without detections and no reason
+            log.warning("no detection head recognised in '%s' (outputs %s): frames are passed "
+                        "on undecoded; --detect KIND names the decoder, --detect none keeps this "
+                        "quietly", graph.name,
+                        ", ".join(f"{o} {list(graph.tensors[o].shape)}" for o in graph.outputs))
     if kind == "yolo":
         cfg = yolo.YoloConfig(tuple(yolo.heads_from_metadata(graph.metadata)), hw, opts.conf,
                               opts.iou, opts.class_agnostic)
