@@ -93,7 +93,10 @@ def format_table(info: dict) -> str:
              f"        PEs: {', '.join(c['pes'])}"]
     if c["freq_mhz"]:
         f = c["freq_mhz"][0]
-        lines.append(f"        frequency {f['current']} MHz (min {f['min']}, max {f['max']})")
+        # psutil reads 0 where the kernel exposes no cpufreq limits (a VM's vCPU): not a limit
+        bounds = (f" (min {f['min']}, max {f['max']})" if f["min"] or f["max"]
+                  else " (min and max not exposed)")
+        lines.append(f"        frequency {f['current']} MHz{bounds}")
     g = info["gpu"]
     if g["present"]:
         for d in g["devices"]:

@@ -88,6 +88,14 @@ def test_errors_are_one_line_and_write_nothing(tmp_path, argv, match):
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
 
 
+def test_devices_table_says_when_the_cpu_frequency_limits_are_not_exposed():
+    info = devices.discover()
+    info["cpu"]["freq_mhz"] = [{"current": 2596.0, "min": 0.0, "max": 0.0}]   # a VM's vCPU
+    assert "frequency 2596.0 MHz (min and max not exposed)" in devices.format_table(info)
+    info["cpu"]["freq_mhz"] = [{"current": 1200.0, "min": 400.0, "max": 2300.0}]
+    assert "frequency 1200.0 MHz (min 400.0, max 2300.0)" in devices.format_table(info)
+
+
 def test_devices_json_reports_absent_hardware_as_absent(capsys):
     assert main(["devices", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
