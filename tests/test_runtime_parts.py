@@ -57,6 +57,35 @@ def test_video_round_trip_and_bad_sources(tmp_path):
         open_source("synthetic:huge")
 
 
+def test_a_truncated_video_says_how_many_frames_it_gave(tmp_path, caplog):
+    """The first half of a 40-frame MJPG AVI (whose header lists 40): OpenCV ends after 20 as
+    quietly as at a whole file's end; the source says so once. The whole file: nothing said."""
+    import logging
+    whole, cut = tmp_path / "v.avi", tmp_path / "cut.avi"
+    w = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        w.write(rng.integers(0, 255, (120, 160, 3), np.uint8))
+    w.release()
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+
+    def frames(path):
+        src, n = open_source(str(path)), 0
+        while src.read() is not None:
+            n += 1
+        assert src.read() is None       # and once more: still said once
+        src.close()
+        return n
+    with caplog.at_level(logging.WARNING):
+        assert frames(whole) == 40
+    assert caplog.text == ""
+    with caplog.at_level(logging.WARNING):
+        n = frames(cut)
+    assert 0 < n < 40
+    assert caplog.text.count(f"ended after {n} of the 40 frames its container lists") == 1
+
+
 def test_sinks_leave_nothing_on_error(tmp_path):
     out = tmp_path / "det.jsonl"
     sink = JsonlSink(out)

@@ -8,12 +8,15 @@ names the source.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import HetschedError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -80,10 +83,23 @@ class VideoSource:
             raise SourceError(f"cannot open {what} '{spec}' (missing, unreadable, or a format "
                               f"this OpenCV cannot decode)")
         self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 0.0
+        # a file's container lists its frames (a camera's, nothing): fewer read means a
+        # truncated file, which OpenCV ends as quietly as a whole one
+        self._listed = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if capture_arg is None else 0
+        self._read = 0
 
     def read(self):
         ok, img = self._cap.read()
-        return img if ok else None
+        if ok:
+            self._read += 1
+            return img
+        # containers estimate the count from the duration for some codecs: a frame or 2% off
+        if self._listed and self._read < self._listed - max(1, self._listed // 50):
+            log.warning("video '%s' ended after %d of the %d frames its container lists "
+                        "(truncated, or frames this OpenCV cannot decode)",
+                        self.name, self._read, self._listed)
+            self._listed = 0        # said once
+        return None
 
     def close(self):
         self._cap.release()
