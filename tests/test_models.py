@@ -35,6 +35,14 @@ def test_real_cfgs_import_and_run(cfg_dir, cfg):
     assert all(np.isfinite(o).all() for o in outs.values())
 
 
+def test_an_input_size_off_the_stride_is_named_as_the_cause(cfg_dir):
+    """yolov3-tiny at 300: its route joins 20 x 20 and 19 x 19 maps; the error says why."""
+    from hetsched.errors import DarknetError
+    with pytest.raises(DarknetError, match=r"route joins layers of different sizes .*: the input "
+                                           r"size 300 is not a multiple of 32, .* \(try 288 or 320\)"):
+        import_darknet(cfg_dir / "yolo3tiny.cfg", size=300)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
 def test_zoo_matches_its_published_cfg(cfg_dir, name):

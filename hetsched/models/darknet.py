@@ -54,8 +54,16 @@ def import_darknet(cfg, weights=None, *, size: int | None = None, seed: int = 0,
     if weights and not Path(weights).is_file():
         raise DarknetError(f"{weights}: no such darknet .weights file")
     reader = DarknetWeights(weights) if weights else None
-    model = build(sections, name=Path(cfg).stem, size=size, weights=reader, seed=seed,
-                  activation=activation)
+    try:
+        model = build(sections, name=Path(cfg).stem, size=size, weights=reader, seed=seed,
+                      activation=activation)
+    except DarknetError as e:
+        if size and size % 32 and "different sizes" in str(e):
+            # the likely cause, which the route's own message does not name
+            low = max(32, size // 32 * 32)
+            raise DarknetError(f"{e}: the input size {size} is not a multiple of 32, the "
+                               f"detectors' total stride (try {low} or {low + 32})") from e
+        raise
     for sec in sections:
         for key, line in sec.unread():
             log.warning("%s:%d [%s]: key '%s' is not read by hetsched's importer (ignored)",
