@@ -432,6 +432,7 @@ def cmd_demo(args) -> int:
                       "frames": args.frames, "workdir": str(work)}, "demo")
     print(f"[1/5] zoo model {args.model} at {args.size}")
     g, model_path = job.load_model(spec.model, work)
+    _kept.append(str(model_path))      # built here (or cached): a stop from now on keeps it
     print(f"      {model_path}: {len(g)} layers")
     print("[2/5] profile on " + ",".join(pes))
     prof, prof_path = job.cached_profile(g, pes, work, runs=args.runs, warmup=args.warmup,
