@@ -127,8 +127,16 @@ def profile_cpu(graph: Graph, pes: list[PE], *, runs: int = 10, warmup: int = 3,
     workers = {pe.name: PinnedThread(pe.extra["cores"], f"profile-{pe.name}") for pe in pes}
     try:
         with tempfile.TemporaryDirectory(prefix="hetsched-trace-") as tmp:
-            traces = {p: w.call(lambda p=p: _PeTrace(data, threads[p], optimization, tmp, p))
-                      for p, w in workers.items()}
+            # optimising a large model into each PE's session takes a while (yolov3 416: ~20 s
+            # on the VM, silent until the first round without this line)
+            what = f"building the sessions on {','.join(workers)} (optimisation '{optimization}')"
+            traces = {}
+            for k, (p, w) in enumerate(workers.items()):
+                if progress:
+                    progress(what, k, len(workers))
+                traces[p] = w.call(lambda p=p: _PeTrace(data, threads[p], optimization, tmp, p))
+            if progress:
+                progress(what, len(workers), len(workers))
             for i in range(total):
                 for p, w in workers.items():     # PEs interleaved, round by round
                     w.call(lambda t=traces[p], keep=i >= warmup: t.round(keep))
