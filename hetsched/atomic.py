@@ -25,7 +25,10 @@ def atomic_path(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:      # named for the file asked for, not the temporary one beside it
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
+        # mkdir on a path through a file says "File exists" of the whole path: name the file
+        blocking = next((p for p in path.parents if p.is_file()), None)
+        why = f"{blocking} is a file, not a folder" if blocking else e.strerror
+        raise OSError(e.errno, f"cannot write {path}: {why}") from e
     os.close(fd)
     try:
         yield Path(tmp)

@@ -201,3 +201,11 @@ def test_an_unwritable_output_is_named_not_its_temporary_file(example_file, caps
     assert main(["plan", str(example_file), "-o", target]) == 1
     err = capsys.readouterr().err.strip()
     assert f"cannot write {target}" in err and ".tmp" not in err, err
+
+
+def test_an_output_below_a_file_names_that_file(example_file, tmp_path, capsys):
+    (tmp_path / "f.json").write_text("{}")
+    target = tmp_path / "f.json" / "x.json"
+    assert main(["plan", str(example_file), "-o", str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"cannot write {target}: {tmp_path / 'f.json'} is a file, not a folder"), err
