@@ -763,14 +763,16 @@ def console() -> None:
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM):    # a second Ctrl-C must not finalise mid-run
         signal.signal(sig, signal.SIG_IGN)
-    deadline = time.monotonic() + 0.5
-    for t in threading.enumerate():
-        if t is not threading.main_thread():
-            t.join(max(0.0, deadline - time.monotonic()))
     # after a stop, sessions that a stopped thread made may outlive it, their pools' native
     # threads still joinable when the interpreter finalises: that aborted a stop during
     # `profile`'s contention step ("terminate called without an active exception", exit 134)
-    # with every Python thread already gone
+    # with every Python thread already gone. So a stopped command leaves at once (what it
+    # wrote was closed by the verb itself; waiting for its threads only delayed the exit)
+    if not stopping.requested():
+        deadline = time.monotonic() + 0.5
+        for t in threading.enumerate():
+            if t is not threading.main_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
     if stopping.requested() or any(t.is_alive() for t in threading.enumerate()
                                    if t is not threading.main_thread()):
         sys.stdout.flush()
