@@ -1,5 +1,6 @@
 """Write files so that a reader never sees half of one: temp file in the same folder, then rename."""
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -26,7 +27,9 @@ def atomic_path(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:      # named for the file asked for, not the temporary one beside it
         # mkdir on a path through a file says "File exists" of the whole path: name the file
-        blocking = next((p for p in path.parents if p.is_file()), None)
+        # (os.path.isfile: pathlib's raises where a folder on the way cannot be read)
+        blocking = next((p for p in path.parents if os.path.isfile(p)), None) \
+            if e.errno in (errno.EEXIST, errno.ENOTDIR) else None
         why = f"{blocking} is a file, not a folder" if blocking else e.strerror
         raise OSError(e.errno, f"cannot write {path}: {why}") from e
     os.close(fd)

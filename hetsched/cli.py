@@ -694,6 +694,7 @@ def main(argv=None) -> int:
     (argparse's convention), 130 / 143 stopped by SIGINT / SIGTERM (the shell's convention)."""
     with stopping.signals():
         _kept.clear()
+        args = None
         try:
             args = build_parser().parse_args(argv)
             for chart in (getattr(args, "plot", None), getattr(args, "timeline", None)):
@@ -724,7 +725,8 @@ def main(argv=None) -> int:
             return 1
         except UsageError as e:
             log.debug("the cause", exc_info=e)
-            args.usage_error(str(e))       # the verb's usage, its error line, exit 2
+            # the verb's usage, its error line, exit 2
+            getattr(args, "usage_error", build_parser().error)(str(e))
         except (HetschedError, OSError) as e:
             log.debug("the cause", exc_info=e)
             print(f"hetsched: error: {e}", file=sys.stderr)
@@ -758,7 +760,7 @@ def console() -> None:
     onnxruntime when the interpreter finalises aborts the process ("terminate called without an
     active exception"), so threads get a moment to finish their current run, and if one is
     still busy, or the command was stopped, the process leaves without finalising (every file
-    was closed or discarded)."""
+    was closed or discarded; a stopped run's sink is waited for while it closes its own)."""
     code = main()
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM):    # a second Ctrl-C must not finalise mid-run
@@ -768,15 +770,20 @@ def console() -> None:
     # `profile`'s contention step ("terminate called without an active exception", exit 134)
     # with every Python thread already gone. So a stopped command leaves at once (what it
     # wrote was closed by the verb itself; waiting for its threads only delayed the exit)
-    if not stopping.requested():
-        deadline = time.monotonic() + 0.5
-        for t in threading.enumerate():
-            if t is not threading.main_thread():
-                t.join(max(0.0, deadline - time.monotonic()))
+    deadline = time.monotonic() + 0.5
+    for t in threading.enumerate():
+        # a stopped run's sink may still be closing (renaming) its files: it never enters
+        # onnxruntime, and what it closes was announced as kept, so it is always waited for
+        sink = t.name.startswith("hetsched-sink")
+        if t is not threading.main_thread() and (sink or not stopping.requested()):
+            t.join(max(0.0, deadline - time.monotonic()) + (5.0 if sink else 0.0))
     if stopping.requested() or any(t.is_alive() for t in threading.enumerate()
                                    if t is not threading.main_thread()):
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:     # a reader that left (| head) must not turn an exit into a trace
+                pass
         os._exit(code)
     sys.exit(code)
 

@@ -543,4 +543,5 @@ def test_a_model_no_decoder_recognises_is_passed_on_and_said_so(caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert make_task(classifier, DetectOptions(kind="none")).decode is None
+        assert make_task(classifier, DetectOptions()).kind == "none"   # said once a model
     assert caplog.text == ""

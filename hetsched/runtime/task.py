@@ -19,6 +19,7 @@ from ..graph import Graph
 from ..models.pretrained import PPOCR_MEAN, PPOCR_STD
 
 log = logging.getLogger(__name__)
+_said_undecoded: set = set()
 
 
 @dataclass
@@ -77,11 +78,14 @@ def make_task(graph: Graph, opts: DetectOptions) -> Task:
             kind = "db"
         else:
             kind = "none"
-            # said, not silent: a run would write frames without detections and no reason
-            log.warning("no detection head recognised in '%s' (outputs %s): frames are passed "
-                        "on undecoded; --detect KIND names the decoder, --detect none keeps this "
-                        "quietly", graph.name,
-                        ", ".join(f"{o} {list(graph.tensors[o].shape)}" for o in graph.outputs))
+            # said, not silent: a run would write frames without detections and no reason;
+            # once a model (a run and a bench build the task several times)
+            outs = ", ".join(f"{o} {list(graph.tensors[o].shape)}" for o in graph.outputs)
+            if (graph.sha256, graph.name, outs) not in _said_undecoded:
+                _said_undecoded.add((graph.sha256, graph.name, outs))
+                log.warning("no detection head recognised in '%s' (outputs %s): frames are passed "
+                            "on undecoded; --detect KIND names the decoder, --detect none keeps "
+                            "this quietly", graph.name, outs)
     if kind == "yolo":
         cfg = yolo.YoloConfig(tuple(yolo.heads_from_metadata(graph.metadata)), hw, opts.conf,
                               opts.iou, opts.class_agnostic)
