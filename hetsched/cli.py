@@ -166,7 +166,7 @@ def cmd_plan(args) -> int:
     from .partition.report import format_comparison, format_plan
     if args.require_proof and args.method not in ("optimal", "all"):
         raise UsageError(f"--require-proof asks the exact planner for a proof; --method "
-                            f"{args.method} proves nothing (use --method optimal or all)")
+                         f"{args.method} proves nothing (use --method optimal or all)")
     prof = profile.load(args.profile)
     opts = {"pes": args.pes, "max_stages": args.max_stages,
             "replication": not args.no_replication, "dla_fallback": args.dla_fallback}
@@ -383,8 +383,8 @@ def cmd_bench(args) -> int:
     unknown = set(methods) - set(known)
     if unknown:
         raise UsageError(f"unknown bench method(s) {sorted(unknown)} (known"
-                            f"{' with --network-only' if args.network_only else ''}: "
-                            f"{', '.join(known)})")
+                         f"{' with --network-only' if args.network_only else ''}: "
+                         f"{', '.join(known)})")
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
     g, _ = job.load_model(spec.model, spec.workdir)
     if spec.profile:
