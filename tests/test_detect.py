@@ -1,6 +1,8 @@
 """Pre/post-processing against independent computations: brute-force NMS, hand-decoded heads,
 pyclipper's unclip, letterbox round trips."""
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -115,6 +117,74 @@ def test_region_head_uses_grid_anchors_and_softmax():
     np.testing.assert_allclose(boxes[0], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], rtol=1e-5)
 
 
+def _reference_decode(out, head, input_hw, conf):
+    """Cell by cell, anchor by anchor, in float64, as darknet's get_yolo_box / get_region_box
+    read the map; a cell's class is the first of its best probabilities (float32 ones, where
+    saturated sigmoids tie)."""
+    c, anchors = head["classes"], head["anchors"]
+    f = 5 + c
+    _, _, gh, gw = out.shape
+    ih, iw = input_hw
+    sxy = head.get("scale_x_y", 1.0)
+    sig = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731
+    found = []
+    for a, (aw, ah) in enumerate(anchors):
+        for y in range(gh):
+            for x in range(gw):
+                v = [float(out[0, a * f + k, y, x]) for k in range(f)]
+                if head.get("softmax"):
+                    m = max(v[5:])
+                    e = [math.exp(u - m) for u in v[5:]]
+                    probs = [u / sum(e) for u in e]
+                else:
+                    probs = [sig(u) for u in v[5:]]
+                p32 = np.float32(probs)
+                k = int(np.argmax(p32))
+                score = sig(v[4]) * probs[k]
+                if score <= conf:
+                    continue
+                cx, cy = (sig(v[0]) * sxy - (sxy - 1) / 2 + x) / gw, (sig(v[1]) * sxy - (sxy - 1) / 2 + y) / gh
+                units = (iw, ih) if head["anchor_units"] == "pixels" else (gw, gh)
+                bw, bh = math.exp(v[2]) * aw / units[0], math.exp(v[3]) * ah / units[1]
+                found.append(((cx - bw / 2) * iw, (cy - bh / 2) * ih, (cx + bw / 2) * iw, (cy + bh / 2) * ih,
+                              score, k))
+    return found
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(["yolo", "region-softmax", "region"]), classes=st.integers(1, 6),
+       anchors=st.integers(1, 3), gh=st.integers(1, 5), gw=st.integers(1, 5),
+       spread=st.sampled_from([1.0, 4.0, 30.0]), conf=st.sampled_from([0.05, 0.25, 0.6]),
+       seed=st.integers(0, 2**16))
+def test_decode_head_matches_a_cell_by_cell_reference(kind, classes, anchors, gh, gw, spread, conf, seed):
+    head = {"type": kind.split("-")[0], "output": "y", "classes": classes,
+            "anchors": [[10.0 + 7 * a, 14.0 + 5 * a] for a in range(anchors)],
+            "anchor_units": "pixels" if kind == "yolo" else "grid",
+            "softmax": kind == "region-softmax", "scale_x_y": 1.05 if kind == "yolo" else 1.0}
+    rng = np.random.default_rng(seed)
+    out = (rng.standard_normal((1, anchors * (5 + classes), gh, gw)) * spread).astype(np.float32)
+    out[:, 2::5 + classes] = np.clip(out[:, 2::5 + classes], -3, 3)    # box sizes within reason
+    out[:, 3::5 + classes] = np.clip(out[:, 3::5 + classes], -3, 3)
+    boxes, scores, cls = decode_head(out, head, (64, 96), conf)
+    # both in the map's order: anchor, row, column; a score within float32's rounding of the
+    # threshold may fall either side
+    want = [r for r in _reference_decode(out, head, (64, 96), conf) if abs(r[4] - conf) > 1e-6]
+    got = [(tuple(b), s, k) for b, s, k in zip(boxes, scores, cls) if abs(s - conf) > 1e-6]
+    assert len(got) == len(want)
+    for (b, s, k), r in zip(got, want):
+        assert k == r[5]
+        assert s == pytest.approx(r[4], rel=1e-5, abs=1e-6)
+        np.testing.assert_allclose(b, r[:4], rtol=1e-4, atol=1e-3)
+
+
+def test_saturated_classes_tie_and_the_first_is_kept():
+    head = {"type": "yolo", "output": "y", "classes": 3, "anchors": [[10, 14]], "anchor_units": "pixels"}
+    t = np.zeros((1, 8, 1, 1), np.float32)
+    t[0, 4:, 0, 0] = [20.0, -1.0, 20.0, 25.0]     # objectness; classes 1 and 2 both sigmoid to 1.0
+    _, scores, classes = decode_head(t, head, (32, 32), 0.5)
+    assert classes.tolist() == [1] and scores.tolist() == [1.0]
+
+
 @pytest.mark.parametrize("fw,fh", [(640, 480), (300, 500), (416, 416)])
 def test_letterbox_maps_boxes_back_to_the_frame(fw, fh):
     frame = np.zeros((fh, fw, 3), np.uint8)
@@ -124,6 +194,39 @@ def test_letterbox_maps_boxes_back_to_the_frame(fw, fh):
     ys, xs = np.nonzero(x[0, 0] > 0.9)
     found = box.to_frame(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32))[0]
     np.testing.assert_allclose(found, [fw // 4, fh // 3, fw // 2 + 1, fh // 2 + 1], atol=2.5)
+
+
+def _reference_preprocess(frame, cfg):
+    """The steps written out in numpy, one at a time, as darknet's letterbox_image does them."""
+    fh, fw = frame.shape[:2]
+    h, w = cfg.size
+    canvas = np.full((h, w, 3), cfg.pad_value, np.uint8)
+    if cfg.letterbox:
+        s = min(w / fw, h / fh)
+        nw, nh = max(1, round(fw * s)), max(1, round(fh * s))
+        top, left = (h - nh) // 2, (w - nw) // 2
+        canvas[top:top + nh, left:left + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    else:
+        canvas = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+    if cfg.rgb:
+        canvas = canvas[:, :, [2, 1, 0]]
+    x = canvas.astype(np.float64) * cfg.scale
+    x = (x - np.array(cfg.mean)) / np.array(cfg.std)
+    return np.moveaxis(x, 2, 0)[None]
+
+
+@settings(max_examples=40, deadline=None)
+@given(fh=st.integers(1, 90), fw=st.integers(1, 90), h=st.integers(1, 64), w=st.integers(1, 64),
+       letterbox=st.booleans(), rgb=st.booleans(), normalised=st.booleans(),
+       pad=st.integers(0, 255), seed=st.integers(0, 2**16))
+def test_preprocess_matches_the_steps_written_out(fh, fw, h, w, letterbox, rgb, normalised, pad, seed):
+    frame = np.random.default_rng(seed).integers(0, 256, (fh, fw, 3), dtype=np.uint8)
+    cfg = PreConfig((h, w), letterbox=letterbox, rgb=rgb, pad_value=pad,
+                    **(dict(scale=1 / 255, mean=(0.5, 0.4, 0.3), std=(0.2, 0.5, 0.25)) if normalised
+                       else dict(scale=1.0)))
+    x, _ = preprocess(frame, cfg)
+    assert x.shape == (1, 3, h, w) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_allclose(x, _reference_preprocess(frame, cfg), rtol=1e-5, atol=1e-5)
 
 
 def test_boxes_are_clipped_to_the_frame():

@@ -43,6 +43,12 @@ class PreConfig:
 
 
 def preprocess(frame: np.ndarray, cfg: PreConfig) -> tuple[np.ndarray, Letterbox]:
+    """Resizing, padding and splitting the planes are OpenCV calls and the scaling one numpy
+    loop per contiguous plane: all of them outside Python's interpreter lock, which the threads
+    of a loop whose network runs on accelerators contend for (scripts/closing_loop.py). Scaling
+    the interleaved image after flipping and transposing it, as numpy views, walked memory with
+    strides of 12 bytes and took 2-16x as long on the 2-core VM (`cv2.dnn.blobFromImage`, the
+    same steps in one call, is as slow with OpenCV on one thread, which the runtime sets)."""
     if frame is None or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 frame, got shape {getattr(frame, 'shape', None)}")
     fh, fw = frame.shape[:2]
@@ -51,15 +57,20 @@ def preprocess(frame: np.ndarray, cfg: PreConfig) -> tuple[np.ndarray, Letterbox
         s = min(w / fw, h / fh)
         nw, nh = max(1, round(fw * s)), max(1, round(fh * s))
         px, py = (w - nw) // 2, (h - nh) // 2
-        canvas = np.full((h, w, 3), cfg.pad_value, np.uint8)
-        canvas[py:py + nh, px:px + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas = cv2.copyMakeBorder(cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR),
+                                    py, h - nh - py, px, w - nw - px, cv2.BORDER_CONSTANT,
+                                    value=(cfg.pad_value,) * 3)
         box = Letterbox(nw / fw, nh / fh, px, py, fw, fh)
     else:
         canvas = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
         box = Letterbox(w / fw, h / fh, 0.0, 0.0, fw, fh)
+    planes = cv2.split(canvas)                      # B, G, R
     if cfg.rgb:
-        canvas = canvas[:, :, ::-1]
-    x = canvas.astype(np.float32) * np.float32(cfg.scale)
+        planes = planes[::-1]
+    x = np.empty((1, 3, h, w), np.float32)
+    for k, p in enumerate(planes):
+        np.multiply(p, np.float32(cfg.scale), out=x[0, k], dtype=np.float32)
     if any(cfg.mean) or any(s != 1.0 for s in cfg.std):
-        x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), box
+        x -= np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1)
+        x /= np.asarray(cfg.std, np.float32).reshape(1, 3, 1, 1)
+    return x, box
