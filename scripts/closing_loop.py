@@ -17,7 +17,11 @@ host's Python work is what limits the loop. The last columns simulate the loop o
 the CPU time pre and post took inside the run itself (the runtime's report counts each pool
 thread's own time): the same work as the run did it, where the times measured alone are of a
 machine whose speed drifts between the measurement and the run; and once with that CPU measured
-apart from the run, beside the emulated network running alone (`_beside_ms`).
+apart from the run, beside the emulated network running alone (`_beside_ms`). The last column
+gives the simulator pre's and post's wall times per call with the host as loaded as in the loop
+(pre without pause, post once per pre call, in threads of their own beside the emulated network,
+`_loaded_wall_ms`), as plain holds: it checks the replay of the pipeline around the host's
+effective costs, not the model of how the host's cores and lock make them (the columns before).
 
     python scripts/closing_loop.py [--frames 1000] [--rounds 3] [--source synthetic:320x240] [-o out/closing_loop.json]
 
@@ -32,6 +36,7 @@ cached in `out/`, is replayed by the simulator and set against the fps the runti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -144,13 +149,11 @@ def _mean_ms(work, n=150) -> tuple[float, float]:
     return (time.perf_counter() - t0) * 1e3 / n, (time.process_time() - c0) * 1e3 / n
 
 
-def _beside_ms(works, pipe, n=50, chunks=5) -> list[float]:
-    """Each of `works`' own CPU ms per call (`thread_time`) while `pipe` (the emulated network
-    alone) runs in other threads: the work among the stages' threads, queues and locks, as the
-    loop runs it. Alone it ran 15-60% cheaper than inside the loop (the pools' own CPU in the
-    runtime's report); beside the network it costs about what it does in the loop, and is
-    measured apart from the run it is set against. The works take turns in `chunks` chunks of
-    n calls; each one's median chunk mean (a transient on the VM moved a single chunk 50%)."""
+@contextlib.contextmanager
+def _network_running(pipe):
+    """`pipe` (the emulated network alone) running in a thread of its own, past its fill, for
+    the duration of the block; it fails loudly if the network does not run, since the figures
+    taken beside it would then be of an idle host."""
     from hetsched.runtime.pipeline import Stopped
     failed = []
 
@@ -159,7 +162,7 @@ def _beside_ms(works, pipe, n=50, chunks=5) -> list[float]:
             pipe.run(handle_signals=False)
         except Stopped:
             pass
-        except BaseException as e:      # carried back: the figures would be of an idle host
+        except BaseException as e:      # carried back
             failed.append(e)
     beside = threading.Thread(target=run, name="beside")
     beside.start()
@@ -170,19 +173,82 @@ def _beside_ms(works, pipe, n=50, chunks=5) -> list[float]:
                 raise RuntimeError("the emulated network to measure beside did not run") \
                     from (failed[0] if failed else None)
             time.sleep(0.01)
-        means = [[] for _ in works]
+        yield
+    finally:
+        pipe.stop("measured beside it")
+        beside.join()
+    if failed:
+        raise RuntimeError("the emulated network stopped while measured beside") from failed[0]
+
+
+def _beside_ms(works, pipe, n=50, chunks=5) -> list[float]:
+    """Each of `works`' own CPU ms per call (`thread_time`) while `pipe` (the emulated network
+    alone) runs in other threads: the work among the stages' threads, queues and locks, as the
+    loop runs it. Alone it ran 15-60% cheaper than inside the loop (the pools' own CPU in the
+    runtime's report); beside the network it costs about what it does in the loop, and is
+    measured apart from the run it is set against. The works take turns in `chunks` chunks of
+    n calls; each one's median chunk mean (a transient on the VM moved a single chunk 50%)."""
+    means = [[] for _ in works]
+    with _network_running(pipe):
         for _ in range(chunks):
             for work, got in zip(works, means):
                 c0 = time.thread_time()
                 for i in range(n):
                     work(i)
                 got.append((time.thread_time() - c0) * 1e3 / n)
-    finally:
-        pipe.stop("measured beside it")
-        beside.join()
-    if failed:
-        raise RuntimeError("the emulated network stopped while measured beside") from failed[0]
     return [statistics.median(got) for got in means]
+
+
+def _loaded_wall_ms(works, pipe, seconds=1.5) -> list[float]:
+    """Each of `works`' wall ms per call, run as a chain in threads of their own while `pipe`
+    (the emulated network alone) runs: the first without pause, each next one call per call of
+    the one before it, handed on through a queue of two as the loop's buffers (pre, then post:
+    the host as loaded as in a loop bound by its pre-processing thread), measured apart from the
+    run. A call's wall time is its CPU and its waits for a core and the interpreter lock; the
+    simulator given these as plain holds replays the pipeline around them, not how the host
+    shares its cores and lock (in the loop, pre-processing's wall time a frame was 1.7x its CPU
+    on the VM). With post run without pause too it came out 1.3-1.7x what it took in the loop."""
+    import queue
+    stop = threading.Event()
+    calls = [[0, 0.0] for _ in works]
+    links = [queue.Queue(2) for _ in works[1:]]
+
+    def chain(k):
+        work, got = works[k], calls[k]
+        take = links[k - 1] if k else None
+        give = links[k] if k < len(links) else None
+        i = 0
+        while not stop.is_set():
+            if take is not None:
+                try:
+                    take.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+            t0 = time.perf_counter()
+            work(i)
+            i += 1
+            if i > 10:              # past the first calls' warm-up
+                got[0] += 1
+                got[1] += time.perf_counter() - t0
+            while give is not None and not stop.is_set():
+                try:
+                    give.put(i, timeout=0.05)
+                    break
+                except queue.Full:
+                    pass
+    with _network_running(pipe):
+        threads = [threading.Thread(target=chain, args=(k,), name="loaded") for k in range(len(works))]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(seconds)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    if any(n == 0 for n, _ in calls):
+        raise RuntimeError("a work measured under load made no call past its warm-up")
+    return [1e3 * total / n for n, total in calls]
 
 
 def cpu_loop(folder: Path, workdir: Path) -> int:
@@ -262,11 +328,20 @@ def main() -> int:
             # the source, pre, every stage once, post and the sink are a frame's turns (the
             # pipeline's start and end are in it too: a little over a turn's own cost)
             turn = (time.process_time() - cpu) * 1e3 / (args.frames * (len(plan.stages) + 4))
-            beside = [job.network_pipeline(g, prof, plan, spec, feeds, 10**7) for _ in range(2)]
+            beside = [job.network_pipeline(g, prof, plan, spec, feeds, 10**7) for _ in range(4)]
             before = _mean_ms(pre_work) + _mean_ms(post_work)
             by_before = _beside_ms([pre_work, post_work], beside[0])
+            loaded_before = _loaded_wall_ms([pre_work, post_work], beside[1])
+            c0, w0 = time.process_time(), time.perf_counter()
             loop = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames)).run()
-            by_after = _beside_ms([pre_work, post_work], beside[1])
+            # how busy the host was: its cores (every thread's CPU over the run's wall time), and
+            # the pre-processing thread's wall time a frame against the run's period (near 1:
+            # the loop waits on pre, whose wall time is its CPU plus its waits for a core or the
+            # interpreter lock)
+            cores_busy = (time.process_time() - c0) / (time.perf_counter() - w0)
+            pre_wall = 1e3 * loop.pools["pre"][1] / max(1, loop.frames)
+            loaded_after = _loaded_wall_ms([pre_work, post_work], beside[2])
+            by_after = _beside_ms([pre_work, post_work], beside[3])
             after = _mean_ms(pre_work) + _mean_ms(post_work)
             # the loop is run between two measurements of the host's work, whose means it is
             # simulated with, since the VM's speed drifts by more than the target within minutes
@@ -291,6 +366,11 @@ def main() -> int:
             by = simulate(prof, plan, frames=args.frames, pre_ms=by_pre, post_ms=by_post,
                           interpreter=dataclasses.replace(py, pre_cpu_ms=by_pre,
                                                           post_cpu_ms=by_post))
+            # and with their wall time under the loop's load, as plain holds: the pipeline's
+            # replay around the host's effective costs (the network's turns as for it alone)
+            lw_pre, lw_post = _midway(loaded_before, loaded_after)
+            loaded = simulate(prof, plan, frames=args.frames, pre_ms=lw_pre, post_ms=lw_post,
+                              interpreter=Interpreter(hop_ms=py.hop_ms, handover_ms=py.handover_ms))
             rounds.append({"pre_ms": pre, "post_ms": post, "interpreter": vars(py),
                            "emulated_net_fps": net.fps, "ratio_net": net.fps / free.throughput_fps,
                            "sim_net_host_fps": handed.throughput_fps,
@@ -305,7 +385,11 @@ def main() -> int:
                            "sim_run_work_fps": own.throughput_fps,
                            "ratio_loop_run_work": loop.fps / own.throughput_fps,
                            "beside_pre_cpu_ms": by_pre, "beside_post_cpu_ms": by_post,
-                           "sim_beside_fps": by.throughput_fps,
+                           "sim_beside_fps": by.throughput_fps, "run_cores_busy": cores_busy,
+                           "loaded_pre_wall_ms": lw_pre, "loaded_post_wall_ms": lw_post,
+                           "sim_loaded_fps": loaded.throughput_fps,
+                           "ratio_loop_loaded": loop.fps / loaded.throughput_fps,
+                           "run_pre_wall_ms": pre_wall, "run_pre_wall_of_period": pre_wall * loop.fps / 1e3,
                            "ratio_loop_beside": loop.fps / by.throughput_fps})
         doc[name] = {"plan": plan.to_dict(), "bound_fps": plan.throughput_fps,
                      "sim_fps": free.throughput_fps, "rounds": rounds}
@@ -316,6 +400,7 @@ def main() -> int:
         ratios = [r["ratio_loop_cores"] for r in rounds]
         own = [r["ratio_loop_run_work"] for r in rounds]
         bes = [r["ratio_loop_beside"] for r in rounds]
+        lds = [r["ratio_loop_loaded"] for r in rounds]
         pre, post = med["pre_ms"], med["post_ms"]
         d = doc[name]
         rows.append(f"| {name}-relu | {len(plan.stages)} | {d['bound_fps']:.1f} | {d['sim_fps']:.1f} | "
@@ -331,7 +416,10 @@ def main() -> int:
                     f"{d['run_pre_cpu_ms']:.2f} / {d['run_post_cpu_ms']:.2f} | "
                     f"**{d['ratio_loop_run_work']:.3f}** ({min(own):.3f}-{max(own):.3f}) | "
                     f"{d['beside_pre_cpu_ms']:.2f} / {d['beside_post_cpu_ms']:.2f} | "
-                    f"**{d['ratio_loop_beside']:.3f}** ({min(bes):.3f}-{max(bes):.3f}) |")
+                    f"**{d['ratio_loop_beside']:.3f}** ({min(bes):.3f}-{max(bes):.3f}) | "
+                    f"{d['run_cores_busy']:.2f} / {d['run_pre_wall_of_period']:.2f} | "
+                    f"{d['run_pre_wall_ms']:.2f} | {d['loaded_pre_wall_ms']:.2f} / {d['loaded_post_wall_ms']:.2f} | "
+                    f"**{d['ratio_loop_loaded']:.3f}** ({min(lds):.3f}-{max(lds):.3f}) |")
         print(rows[-1], file=sys.stderr)
     table = ("| network | stages | bound fps | simulated fps | emulated run fps (network) | run / sim "
              "| PE hand-over here | simulated with the host's hand-offs | run / that "
@@ -340,8 +428,10 @@ def main() -> int:
              "(detection loop) | "
              "run / sim without the lock | with the lock | with the lock and the cores (range) "
              "| pre / post CPU ms in the run | run / sim with those (range) "
-             "| pre / post CPU ms beside the network | run / sim with those (range) |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+             "| pre / post CPU ms beside the network | run / sim with those (range) "
+             "| in the run: cores busy / pre's wall time of the period | pre's wall ms a frame in the run "
+             "| pre / post wall ms under the loop's load | run / sim with those (range) |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
              + "\n".join(rows))
     write_text(args.output, json.dumps(doc, indent=1) + "\n")
     print(table)
