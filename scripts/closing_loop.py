@@ -212,8 +212,16 @@ def _loaded_wall_ms(works, pipe, seconds=1.5) -> list[float]:
     stop = threading.Event()
     calls = [[0, 0.0] for _ in works]
     links = [queue.Queue(2) for _ in works[1:]]
+    failed = []
 
     def chain(k):
+        try:
+            link(k)
+        except BaseException as e:      # carried back: the others' figures would be of less load
+            failed.append(e)
+            stop.set()
+
+    def link(k):
         work, got = works[k], calls[k]
         take = links[k - 1] if k else None
         give = links[k] if k < len(links) else None
@@ -246,6 +254,8 @@ def _loaded_wall_ms(works, pipe, seconds=1.5) -> list[float]:
             stop.set()
             for t in threads:
                 t.join()
+    if failed:
+        raise RuntimeError("a work measured under the loop's load failed") from failed[0]
     if any(n == 0 for n, _ in calls):
         raise RuntimeError("a work measured under load made no call past its warm-up")
     return [1e3 * total / n for n, total in calls]
@@ -332,8 +342,9 @@ def main() -> int:
             before = _mean_ms(pre_work) + _mean_ms(post_work)
             by_before = _beside_ms([pre_work, post_work], beside[0])
             loaded_before = _loaded_wall_ms([pre_work, post_work], beside[1])
+            pipe = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames))
             c0, w0 = time.process_time(), time.perf_counter()
-            loop = job.build_pipeline(g, prof, plan, spec, open_source(spec.source, args.frames)).run()
+            loop = pipe.run()
             # how busy the host was: its cores (every thread's CPU over the run's wall time), and
             # the pre-processing thread's wall time a frame against the run's period (near 1:
             # the loop waits on pre, whose wall time is its CPU plus its waits for a core or the

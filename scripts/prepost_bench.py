@@ -117,10 +117,14 @@ def main() -> int:
         if then is not None:
             sides[args.against] = workloads(then.make_task(g, spec.detect), g, images, outputs)
         times = {side: {k: [] for k in w} for side, w in sides.items()}
-        for _ in range(args.rounds):
+        for w in sides.values():                    # warm-up: first calls allocate and cache
+            for work in w.values():
+                _per_call_ms(work, 3)
+        order = list(sides)
+        for r in range(args.rounds):
             for kind in sides["now"]:
-                for side, w in sides.items():       # side by side, kind by kind
-                    times[side][kind].append(_per_call_ms(w[kind], args.calls))
+                for side in order if r % 2 == 0 else order[::-1]:   # side by side, taking turns first
+                    times[side][kind].append(_per_call_ms(sides[side][kind], args.calls))
         med = {side: {k: statistics.median(v) for k, v in t.items()} for side, t in times.items()}
         doc[name] = {"times_ms": times, "median_ms": med}
         for kind in sides["now"]:

@@ -177,6 +177,28 @@ def test_decode_head_matches_a_cell_by_cell_reference(kind, classes, anchors, gh
         np.testing.assert_allclose(b, r[:4], rtol=1e-4, atol=1e-3)
 
 
+def test_softmax_probabilities_that_round_equal_keep_the_first_class():
+    head = {"type": "region", "output": "y", "classes": 2, "anchors": [[1.0, 1.0]],
+            "anchor_units": "grid", "softmax": True}
+    a = np.float32(0.1)
+    t = np.zeros((1, 7, 1, 1), np.float32)
+    t[0, 4:, 0, 0] = [5.0, a, np.nextafter(a, np.float32(1))]    # exp(-1 step) rounds to 1
+    assert decode_head(t, head, (32, 32), 0.3)[2].tolist() == [0]
+
+
+def test_a_score_is_the_best_probability_itself_not_the_best_logits():
+    # numpy's vectorised float32 sigmoid can fall by a step where the logit rises (it did for
+    # this pair on the AVX-512 VM); the score is objectness x the largest probability either way
+    from hetsched.detect.yolo import _sigmoid
+    head = {"type": "yolo", "output": "y", "classes": 2, "anchors": [[10, 14]], "anchor_units": "pixels"}
+    a = np.float32(0.173031)
+    t = np.zeros((1, 7, 1, 1), np.float32)
+    t[0, 4:, 0, 0] = [10.0, a, np.nextafter(a, np.float32(1))]
+    _, scores, _ = decode_head(t, head, (32, 32), 0.3)
+    want = _sigmoid(t[0, 4:5, 0, 0]) * _sigmoid(t[0, 5:, 0, 0]).max()
+    assert scores.tolist() == want.tolist()
+
+
 def test_saturated_classes_tie_and_the_first_is_kept():
     head = {"type": "yolo", "output": "y", "classes": 3, "anchors": [[10, 14]], "anchor_units": "pixels"}
     t = np.zeros((1, 8, 1, 1), np.float32)

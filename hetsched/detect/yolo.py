@@ -67,24 +67,34 @@ def decode_head(out: np.ndarray, head: dict, input_hw: tuple[int, int], conf: fl
     t = out.reshape(a, fields, gh, gw).astype(np.float32, copy=False)
     new_coords = bool(head.get("new_coords", 0))
     act = (lambda v: v) if new_coords else _sigmoid    # new_coords: activated by the conv already
-    # a cell's score is its objectness times its best class's probability; both activations
-    # rise with the logit, so the best class is the best logit, and the classes of the cells
-    # that pass are found on those cells alone: activating and arg-maxing every class of every
-    # cell was 4/5 of a post-processing that runs once a frame, holding the interpreter lock
+    # a cell's score is its objectness times its best class's probability. Activating and
+    # arg-maxing every class of every cell was 4/5 of a post-processing that runs once a frame,
+    # holding the interpreter lock; the activations rise with the logit, so each cell is first
+    # scored from its best logit, and only the cells that pass have every class activated, to be
+    # scored and classed exactly as from all of them. numpy's vectorised float32 exp does not
+    # always rise in its last bit, so a best probability can exceed its best logit's by one
+    # float32 step: a cell within that step above the threshold may be missed
     logits = t[:, coords + 1:]
     top = logits.max(axis=1)
     softmax = head["type"] == "region" and head.get("softmax", False)
-    best = 1.0 / np.exp(logits - top[:, None]).sum(axis=1) if softmax else act(top)
-    score = act(t[:, coords]) * best
-    ai, yi, xi = np.nonzero(score > conf)
+    if softmax:
+        total = np.exp(logits - top[:, None]).sum(axis=1)
+        best = 1.0 / total
+    else:
+        best = act(top)
+    obj = act(t[:, coords])
+    ai, yi, xi = np.nonzero(obj * best > conf)
+    cand = logits[ai, :, yi, xi]                    # n x classes
+    probs = (np.exp(cand - top[ai, yi, xi][:, None]) / total[ai, yi, xi][:, None] if softmax
+             else act(cand))
+    # the first best probability, as darknet: where a sigmoid saturates to 1 in float32 several
+    # classes tie, and the first of them is kept, not the one of the largest logit
+    cls = probs.argmax(axis=1)
+    score = obj[ai, yi, xi] * np.take_along_axis(probs, cls[:, None], axis=1)[:, 0]
     if ai.size == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
     ih, iw = input_hw
     sxy = float(head.get("scale_x_y", 1.0))
-    # the first best probability, as darknet: where a sigmoid saturates to 1 in float32 several
-    # classes tie, and the first of them is kept, not the one of the largest logit
-    cand = logits[ai, :, yi, xi]                    # n x classes
-    cls = (cand if softmax else act(cand)).argmax(axis=1)
     tx, ty = t[ai, 0, yi, xi], t[ai, 1, yi, xi]
     tw, th = t[ai, 2, yi, xi], t[ai, 3, yi, xi]
     cx = (act(tx) * sxy - (sxy - 1) / 2 + xi) / gw
@@ -97,7 +107,7 @@ def decode_head(out: np.ndarray, head: dict, input_hw: tuple[int, int], conf: fl
         bw = sw * anchors[ai, 0] / gw
         bh = sh * anchors[ai, 1] / gh
     boxes = np.stack([(cx - bw / 2) * iw, (cy - bh / 2) * ih, (cx + bw / 2) * iw, (cy + bh / 2) * ih], 1)
-    return boxes.astype(np.float32), score[ai, yi, xi].astype(np.float32), cls.astype(np.int64)
+    return boxes.astype(np.float32), score.astype(np.float32), cls.astype(np.int64)
 
 
 @dataclass(frozen=True)
