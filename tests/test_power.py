@@ -53,6 +53,27 @@ def test_iio_layout_and_energy_integration(tmp_path):
     assert 8.0 * 0.15 < joules < 8.0 * 0.6   # ~8 W for ~0.2 s, sampled
 
 
+def test_a_rail_read_empty_mid_rewrite_is_skipped_not_fatal(tmp_path, monkeypatch):
+    # the driver (here the test) rewrites a rail's file while the sampler reads it: the read comes
+    # back empty. The sampling thread used to die on it and meter nothing more, silently.
+    import threading
+    died = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: died.append(a.exc_value))
+    dev = iio_tree(tmp_path, [("VDD_IN", 8000)])
+    meter, _ = jetson.probe(str(tmp_path))
+    meter.start()
+    time.sleep(0.1)
+    (dev / "in_power0_input").write_text("")          # caught half-written
+    time.sleep(0.1)
+    alive = meter._thread.is_alive()
+    (dev / "in_power0_input").write_text("8000\n")
+    time.sleep(0.1)
+    joules = meter.stop()
+    assert alive and not died
+    assert meter.missed > 0 and "ValueError" in meter.describe()["last_error"]
+    assert 8.0 * 0.2 < joules < 8.0 * 0.6              # ~8 W for ~0.3 s: the gap integrated across
+
+
 def test_jetson_without_vdd_in_sums_rails(tmp_path):
     iio_tree(tmp_path, [("GPU", 3000), ("CPU", 1500)])
     meter, _ = jetson.probe(str(tmp_path))

@@ -24,6 +24,10 @@ class Meter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # readings that failed (a sysfs file read while the driver rewrote it came back empty),
+        # over the meter's life: the next good one integrates across the gap
+        self.missed = 0
+        self.last_error: str | None = None
 
     def _sample(self) -> float:
         raise NotImplementedError
@@ -33,7 +37,12 @@ class Meter:
             self._add()
 
     def _add(self) -> None:
-        j = self._sample()
+        try:
+            j = self._sample()
+        except Exception as e:      # one bad reading must not end the metering
+            self.missed += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            return
         with self._lock:
             self._joules += j
 
@@ -55,7 +64,10 @@ class Meter:
         return self._joules
 
     def describe(self) -> dict:
-        return {"backend": self.name, "covers": self.what}
+        d = {"backend": self.name, "covers": self.what}
+        if self.missed:
+            d.update(missed_readings=self.missed, last_error=self.last_error)
+        return d
 
 
 def detect(root: str = "/") -> tuple[Meter | None, list[str]]:
