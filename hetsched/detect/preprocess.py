@@ -47,8 +47,9 @@ def preprocess(frame: np.ndarray, cfg: PreConfig) -> tuple[np.ndarray, Letterbox
     loop per contiguous plane: all of them outside Python's interpreter lock, which the threads
     of a loop whose network runs on accelerators contend for (scripts/closing_loop.py). Scaling
     the interleaved image after flipping and transposing it, as numpy views, walked memory with
-    strides of 12 bytes and took 2-16x as long on the 2-core VM (`cv2.dnn.blobFromImage`, the
-    same steps in one call, is as slow with OpenCV on one thread, which the runtime sets)."""
+    strides of 12 bytes and took 2.4-8x as long on the 2-core VM (`cv2.dnn.blobFromImage`, the
+    same steps in one call, was slower still with OpenCV on one thread, which the runtime sets;
+    scripts/prepost_bench.py)."""
     if frame is None or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 frame, got shape {getattr(frame, 'shape', None)}")
     fh, fw = frame.shape[:2]

@@ -29,9 +29,9 @@ FRAME, DETECTIONS = "hetsched.frame", "hetsched.detections"
 # (2: NMS in OpenCV, ~4x faster than the numpy loop before it; 3: host_ms charges the spec's
 # sinks, not always a JSON encoding; identical PEs pooled, profiler.pooling; 4: OpenCV single-
 # threaded, `runtime.task.make_task`; 5: contention taken until two takes agree,
-# `pooling.agreeing`, each sample runs in a row; 6: pre-processing in OpenCV calls, ~2.5x
-# faster, and YOLO decoding activating only the best class of each cell, 3-10x faster on zero
-# outputs), so old caches are measured again
+# `pooling.agreeing`, each sample runs in a row; 6: pre-processing in OpenCV calls, ~2.4x
+# faster, and YOLO decoding activating every class only of the cells that pass, 1.3-6x faster on
+# zero outputs), so old caches are measured again
 LOOP_CODE_VERSION = 6
 
 
