@@ -119,8 +119,9 @@ def test_region_head_uses_grid_anchors_and_softmax():
 
 def _reference_decode(out, head, input_hw, conf):
     """Cell by cell, anchor by anchor, in float64, as darknet's get_yolo_box / get_region_box
-    read the map; a cell's class is the first of its best probabilities (float32 ones, where
-    saturated sigmoids tie)."""
+    read the map. A cell's classes are those whose probability is its best within float32's
+    rounding (saturated sigmoids tie in float32, and where they round to 1 differs by a step
+    between this float64 and numpy's float32; which of them is kept is tested by hand)."""
     c, anchors = head["classes"], head["anchors"]
     f = 5 + c
     _, _, gh, gw = out.shape
@@ -138,8 +139,8 @@ def _reference_decode(out, head, input_hw, conf):
                     probs = [u / sum(e) for u in e]
                 else:
                     probs = [sig(u) for u in v[5:]]
-                p32 = np.float32(probs)
-                k = int(np.argmax(p32))
+                k = int(np.argmax(probs))
+                near = {j for j, p in enumerate(probs) if p >= probs[k] * (1 - 1e-6)}
                 score = sig(v[4]) * probs[k]
                 if score <= conf:
                     continue
@@ -147,7 +148,7 @@ def _reference_decode(out, head, input_hw, conf):
                 units = (iw, ih) if head["anchor_units"] == "pixels" else (gw, gh)
                 bw, bh = math.exp(v[2]) * aw / units[0], math.exp(v[3]) * ah / units[1]
                 found.append(((cx - bw / 2) * iw, (cy - bh / 2) * ih, (cx + bw / 2) * iw, (cy + bh / 2) * ih,
-                              score, k))
+                              score, near))
     return found
 
 
@@ -172,7 +173,7 @@ def test_decode_head_matches_a_cell_by_cell_reference(kind, classes, anchors, gh
     got = [(tuple(b), s, k) for b, s, k in zip(boxes, scores, cls) if abs(s - conf) > 1e-6]
     assert len(got) == len(want)
     for (b, s, k), r in zip(got, want):
-        assert k == r[5]
+        assert k in r[5]
         assert s == pytest.approx(r[4], rel=1e-5, abs=1e-6)
         np.testing.assert_allclose(b, r[:4], rtol=1e-4, atol=1e-3)
 
