@@ -23,9 +23,16 @@ gives the simulator pre's and post's wall times per call with the host as loaded
 `_loaded_wall_ms`), as plain holds: it checks the replay of the pipeline around the host's
 effective costs, not the model of how the host's cores and lock make them (the columns before);
 the very last gives it the wall times pre and post took in the run itself: no prediction, but
-where the replay lands once those costs are right.
+where the replay lands once those costs are right. Each round also runs the loop once more with
+every PE's stage times at 2% (`_fast_pes`): the host's ceiling for the plan, which says whether
+the loop is decided by the network or by how this host runs its threads. The first table printed
+is the summary; the second has every column.
 
     python scripts/closing_loop.py [--frames 1000] [--rounds 3] [--source synthetic:320x240] [-o out/closing_loop.json]
+                                   [--host-cores N]
+
+`--host-cores 1` runs all of it (the measurements, the runs) on one core: on the 2-core VM the
+host-bound loops ran 16-21% faster there than on both (scripts/host_cores.py).
 
 With `--cpu DIR`: the whole detection loop on this machine's CPU PEs instead. DIR holds the
 `hetsched bench --model M --size N --json` documents of each model (`M-N.json`, as written by
@@ -263,6 +270,21 @@ def _loaded_wall_ms(works, pipe, seconds=1.5) -> list[float]:
     return [1e3 * total / n for n, total in calls]
 
 
+def _fast_pes(prof, share=0.02):
+    """`prof` with every PE's stage times (compute, transfers, overhead) at `share` of their own:
+    the loop run on it is the host's ceiling for the plan, its threads taking the same turns
+    (each emulated hold still sleeps, and wakes as late as a short sleep does) while the PEs
+    all but vanish. A loop whose network runs faster than that ceiling is bound by the host."""
+    from hetsched.profile import Transfer
+    layers = [dataclasses.replace(la, cost_ms={p: None if c is None else c * share
+                                               for p, c in la.cost_ms.items()})
+              for la in prof.layers]
+    return dataclasses.replace(
+        prof, layers=layers,
+        transfer={k: Transfer(t.latency_ms * share, t.ms_per_mb * share) for k, t in prof.transfer.items()},
+        stage_overhead_ms={k: v * share for k, v in prof.stage_overhead_ms.items()})
+
+
 def cpu_loop(folder: Path, workdir: Path) -> int:
     from hetsched import profile
     from hetsched.partition.cost import evaluate, stages_from_dicts
@@ -300,8 +322,20 @@ def cpu_loop(folder: Path, workdir: Path) -> int:
     return 0
 
 
+def xavier_loop(name: str, source: str, frames: int):
+    """(graph, profile, plan, spec) of zoo network `name` at 416 on the modeled AGX Xavier: the
+    heuristic plan over its GPU and DLAs, run with every PE emulated on `frames` frames."""
+    g = graph.from_model(build_zoo(name, 416, "relu"), name=f"{name}-relu-416")
+    prof = model_profile(g, load_board("jetson-agx-xavier"), "fp16")
+    plan = make_plan(prof, "heuristic", pes=["gpu", "dla0", "dla1"])
+    spec = from_dict({"model": {"zoo": name}, "source": source, "frames": frames,
+                      "engine": {"emulate": "timing"}, "sink": "none"}, "closing-loop")
+    return g, prof, plan, spec
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--cpu", metavar="DIR", help="the whole loop on CPU PEs, from bench JSON in DIR")
     ap.add_argument("--workdir", default="out", help="where the bench cached its profiles")
     ap.add_argument("--frames", type=int, default=1000, help="frames per run")
@@ -311,26 +345,29 @@ def main() -> int:
     ap.add_argument("--source", default="synthetic:320x240")
     ap.add_argument("--models", default=",".join(ZOO))
     ap.add_argument("-o", "--output", default="out/closing_loop.json")
+    ap.add_argument("--host-cores", type=int, default=0, metavar="N",
+                    help="run every thread on the first N of this process's cores (0: all of them)")
     args = ap.parse_args()
+    if args.host_cores < 0:
+        ap.error(f"--host-cores must be 0 or more, got {args.host_cores}")
+    if args.host_cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.host_cores])
     if args.cpu:
         return cpu_loop(Path(args.cpu), Path(args.workdir))
-    board = load_board("jetson-agx-xavier")
-    rows, doc = [], {}
+    rows, brief, doc = [], [], {}
     for name in args.models.split(","):
-        g = graph.from_model(build_zoo(name, 416, "relu"), name=f"{name}-relu-416")
-        prof = model_profile(g, board, "fp16")
-        plan = make_plan(prof, "heuristic", pes=["gpu", "dla0", "dla1"])
-        spec = from_dict({"model": {"zoo": name}, "source": args.source, "frames": args.frames,
-                          "engine": {"emulate": "timing"}, "sink": "none"}, "closing-loop")
+        g, prof, plan, spec = xavier_loop(name, args.source, args.frames)
         free = simulate(prof, plan, frames=args.frames)
+        fast = _fast_pes(prof)
         feeds = [{g.inputs[0]: np.zeros(g.tensors[g.inputs[0]].shape, np.float32)}]
         rounds = []
         for _ in range(args.rounds):
             # each round measures the host's terms right before its runs, so that a ratio sets a
             # run against a simulation of the machine as fast as it was then (it drifts >10%)
             pre_work, post_work, py = host_python(g, spec)
-            cpu = time.process_time()
-            net = job.network_pipeline(g, prof, plan, spec, feeds, args.frames).run()
+            alone = job.network_pipeline(g, prof, plan, spec, feeds, args.frames)
+            cpu = time.process_time()       # the run's, not the build's (the stages' sub-models)
+            net = alone.run()
             # the network alone as this host runs it: each turn's hand-off under the interpreter
             # lock, and the wake-up of a stage that waited for a PE another stage held
             handed = simulate(prof, plan, frames=args.frames,
@@ -355,6 +392,10 @@ def main() -> int:
             pre_wall, post_wall = (1e3 * loop.pools[k][1] / max(1, loop.frames) for k in ("pre", "post"))
             loaded_after = _loaded_wall_ms([pre_work, post_work], beside[2])
             by_after = _beside_ms([pre_work, post_work], beside[3])
+            lifted = job.build_pipeline(g, fast, plan, spec, open_source(spec.source, args.frames))
+            c0 = time.process_time()
+            ceiling = lifted.run()
+            ceiling_cpu = (time.process_time() - c0) * 1e3 / max(1, ceiling.frames)
             after = _mean_ms(pre_work) + _mean_ms(post_work)
             # the loop is run between two measurements of the host's work, whose means it is
             # simulated with, since the VM's speed drifts by more than the target within minutes
@@ -410,7 +451,8 @@ def main() -> int:
                            "run_pre_wall_ms": pre_wall, "run_pre_wall_of_period": pre_wall * loop.fps / 1e3,
                            "run_post_wall_ms": post_wall, "sim_run_wall_fps": walled.throughput_fps,
                            "ratio_loop_run_wall": loop.fps / walled.throughput_fps,
-                           "ratio_loop_beside": loop.fps / by.throughput_fps})
+                           "ratio_loop_beside": loop.fps / by.throughput_fps,
+                           "host_ceiling_fps": ceiling.fps, "ceiling_cpu_ms": ceiling_cpu})
         doc[name] = {"plan": plan.to_dict(), "bound_fps": plan.throughput_fps,
                      "sim_fps": free.throughput_fps, "rounds": rounds}
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "interpreter"}
@@ -443,6 +485,15 @@ def main() -> int:
                     f"**{d['ratio_loop_loaded']:.3f}** ({min(lds):.3f}-{max(lds):.3f}) | "
                     f"{d['ratio_loop_run_wall']:.3f} ({min(wls):.3f}-{max(wls):.3f}) |")
         print(rows[-1], file=sys.stderr)
+        cei, lps = [r["host_ceiling_fps"] for r in rounds], [r["emulated_loop_fps"] for r in rounds]
+        brief.append(f"| {name}-relu | {len(plan.stages)} | {d['sim_net_host_fps']:.1f} | "
+                     f"{d['emulated_net_fps']:.1f} | {d['ratio_net_host']:.3f} | "
+                     f"{d['host_ceiling_fps']:.0f} ({min(cei):.0f}-{max(cei):.0f}) | "
+                     f"{d['host_ceiling_fps'] / d['emulated_net_fps']:.2f} | "
+                     f"{d['emulated_loop_fps']:.0f} ({min(lps):.0f}-{max(lps):.0f}) | "
+                     f"**{d['ratio_loop_loaded']:.3f}** ({min(lds):.3f}-{max(lds):.3f}) | "
+                     f"**{d['ratio_loop_cores']:.3f}** ({min(ratios):.3f}-{max(ratios):.3f}) | "
+                     f"{d['ratio_loop_run_wall']:.3f} ({min(wls):.3f}-{max(wls):.3f}) |")
     table = ("| network | stages | bound fps | simulated fps | emulated run fps (network) | run / sim "
              "| PE hand-over here | simulated with the host's hand-offs | run / that "
              "| pre / post ms here | simulated with pre/post | lock share pre / post, hop / turn CPU "
@@ -457,6 +508,14 @@ def main() -> int:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
              + "\n".join(rows))
     write_text(args.output, json.dumps(doc, indent=1) + "\n")
+    print("| network | stages | network alone: simulated fps (the host's hand-offs) | run fps | "
+          "run / sim | the host's ceiling: the loop's fps with the PEs at 2% (range) | "
+          "ceiling / network's run | detection loop: run fps (range) | run / sim, pre/post wall "
+          "times under the loop's load (range) | "
+          "run / sim, the host's cores and lock, pre/post CPU measured alone (range) | "
+          "run / sim, the run's own pre/post wall times "
+          "(not a prediction; range) |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(brief))
+    print("\nEvery column:\n")
     print(table)
     return 0
 

@@ -308,3 +308,23 @@ def test_a_short_runs_steady_rate_is_not_above_the_bound():
         assert r.steady_fps <= plan.throughput_fps * (1 + 1e-9), frames
     assert simulate(prof, plan, frames=200).steady_fps == pytest.approx(plan.throughput_fps,
                                                                           rel=1e-6)
+
+
+def test_closing_loops_fast_pes_scale_every_stage_time_by_hand():
+    """scripts/closing_loop.py's host ceiling runs the plan with every PE at 2% of its times:
+    compute, transfers and stage overhead. Stages a (2 ms + 0.5 overhead) and b (4 ms, reached
+    over a link of 1 ms + 2 ms/MB carrying 0.5 MB) cost 2.5 and 6 ms; at 2%, 0.05 and 0.12."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from closing_loop import _fast_pes
+    prof = chain_profile([{"a": 2.0, "b": 9.0}, {"a": 9.0, "b": 4.0}], {"a": "cpu", "b": "gpu"},
+                         transfer={"a->b": {"latency_ms": 1.0, "ms_per_mb": 2.0}},
+                         stage_overhead_ms={"a": 0.5})
+    prof.tensors["t0"] = 500_000
+
+    def times(p):
+        return [c.time_ms(pe) for c, pe in zip(plan_of(p, [["a"], ["b"]]).stage_costs, "ab")]
+    assert times(prof) == pytest.approx([2.5, 6.0])
+    assert times(_fast_pes(prof)) == pytest.approx([0.05, 0.12])
+    assert prof.layers[0].cost_ms["a"] == 2.0           # the original is left as it was
