@@ -32,7 +32,7 @@ is the summary; the second has every column.
                                    [--host-cores N]
 
 `--host-cores 1` runs all of it (the measurements, the runs) on one core: on the 2-core VM the
-host-bound loops ran 16-21% faster there than on both (scripts/host_cores.py).
+host-bound 4- and 8-stage loops ran 16-21% faster there than on both (scripts/host_cores.py).
 
 With `--cpu DIR`: the whole detection loop on this machine's CPU PEs instead. DIR holds the
 `hetsched bench --model M --size N --json` documents of each model (`M-N.json`, as written by
@@ -272,9 +272,12 @@ def _loaded_wall_ms(works, pipe, seconds=1.5) -> list[float]:
 
 def _fast_pes(prof, share=0.02):
     """`prof` with every PE's stage times (compute, transfers, overhead) at `share` of their own:
-    the loop run on it is the host's ceiling for the plan, its threads taking the same turns
-    (each emulated hold still sleeps, and wakes as late as a short sleep does) while the PEs
-    all but vanish. A loop whose network runs faster than that ceiling is bound by the host."""
+    the loop run on it is the host's ceiling for the plan: the same threads hand every frame on
+    while the PEs all but vanish, about what the host alone carries. About: a hold that short
+    skips its sleep on some frames (an emulated engine wakes early by the lateness it learnt;
+    alone, at 0.01 ms, half of them), so its threads switch less often than in the loop (which
+    beat its ceiling in 8 of 72 rounds on 2026-12-07). Where the ceiling is near or below the
+    network's rate, the host decides the loop."""
     from hetsched.profile import Transfer
     layers = [dataclasses.replace(la, cost_ms={p: None if c is None else c * share
                                                for p, c in la.cost_ms.items()})
@@ -342,9 +345,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per network, each measuring the host's terms and then running; "
                          "the table gives medians (the range of the last ratio in brackets)")
-    ap.add_argument("--source", default="synthetic:320x240")
-    ap.add_argument("--models", default=",".join(ZOO))
-    ap.add_argument("-o", "--output", default="out/closing_loop.json")
+    ap.add_argument("--source", default="synthetic:320x240", help="the frames' source")
+    ap.add_argument("--models", default=",".join(ZOO), help="zoo networks, comma-separated")
+    ap.add_argument("-o", "--output", default="out/closing_loop.json", help="the rounds as JSON")
     ap.add_argument("--host-cores", type=int, default=0, metavar="N",
                     help="run every thread on the first N of this process's cores (0: all of them)")
     args = ap.parse_args()
@@ -368,15 +371,15 @@ def main() -> int:
             alone = job.network_pipeline(g, prof, plan, spec, feeds, args.frames)
             cpu = time.process_time()       # the run's, not the build's (the stages' sub-models)
             net = alone.run()
-            # the network alone as this host runs it: each turn's hand-off under the interpreter
-            # lock, and the wake-up of a stage that waited for a PE another stage held
-            handed = simulate(prof, plan, frames=args.frames,
-                              interpreter=Interpreter(hop_ms=py.hop_ms, handover_ms=py.handover_ms))
             # the runtime's CPU per thread turn (waking, queues, PE locks: a lock that several
             # stages share doubles it), from the same threads and locks without pre/post work:
             # the source, pre, every stage once, post and the sink are a frame's turns (the
             # pipeline's start and end are in it too: a little over a turn's own cost)
             turn = (time.process_time() - cpu) * 1e3 / (args.frames * (len(plan.stages) + 4))
+            # the network alone as this host runs it: each turn's hand-off under the interpreter
+            # lock, and the wake-up of a stage that waited for a PE another stage held
+            handed = simulate(prof, plan, frames=args.frames,
+                              interpreter=Interpreter(hop_ms=py.hop_ms, handover_ms=py.handover_ms))
             beside = [job.network_pipeline(g, prof, plan, spec, feeds, 10**7) for _ in range(4)]
             before = _mean_ms(pre_work) + _mean_ms(post_work)
             by_before = _beside_ms([pre_work, post_work], beside[0])
@@ -392,11 +395,12 @@ def main() -> int:
             pre_wall, post_wall = (1e3 * loop.pools[k][1] / max(1, loop.frames) for k in ("pre", "post"))
             loaded_after = _loaded_wall_ms([pre_work, post_work], beside[2])
             by_after = _beside_ms([pre_work, post_work], beside[3])
+            after = _mean_ms(pre_work) + _mean_ms(post_work)
+            # after the measurements that bracket the run, so as not to widen their window
             lifted = job.build_pipeline(g, fast, plan, spec, open_source(spec.source, args.frames))
             c0 = time.process_time()
             ceiling = lifted.run()
             ceiling_cpu = (time.process_time() - c0) * 1e3 / max(1, ceiling.frames)
-            after = _mean_ms(pre_work) + _mean_ms(post_work)
             # the loop is run between two measurements of the host's work, whose means it is
             # simulated with, since the VM's speed drifts by more than the target within minutes
             pre, pre_cpu, post, post_cpu = _midway(before, after)

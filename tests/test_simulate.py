@@ -318,7 +318,7 @@ def test_closing_loops_fast_pes_scale_every_stage_time_by_hand():
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from closing_loop import _fast_pes
-    prof = chain_profile([{"a": 2.0, "b": 9.0}, {"a": 9.0, "b": 4.0}], {"a": "cpu", "b": "gpu"},
+    prof = chain_profile([{"a": 2.0, "b": None}, {"a": 9.0, "b": 4.0}], {"a": "cpu", "b": "gpu"},
                          transfer={"a->b": {"latency_ms": 1.0, "ms_per_mb": 2.0}},
                          stage_overhead_ms={"a": 0.5})
     prof.tensors["t0"] = 500_000
@@ -326,5 +326,7 @@ def test_closing_loops_fast_pes_scale_every_stage_time_by_hand():
     def times(p):
         return [c.time_ms(pe) for c, pe in zip(plan_of(p, [["a"], ["b"]]).stage_costs, "ab")]
     assert times(prof) == pytest.approx([2.5, 6.0])
-    assert times(_fast_pes(prof)) == pytest.approx([0.05, 0.12])
+    fast = _fast_pes(prof)
+    assert times(fast) == pytest.approx([0.05, 0.12])
+    assert fast.layers[0].cost_ms["b"] is None          # a layer b cannot run stays so
     assert prof.layers[0].cost_ms["a"] == 2.0           # the original is left as it was
